@@ -1,0 +1,601 @@
+"""The OctaviaDeployment API: one pydantic model tree that is the single source of truth.
+
+The CRD's ``openAPIV3Schema`` is generated from these models (``octavia_operator.crd``),
+so every description, default, enum, range and pattern here is what ``kubectl explain``
+shows and what the API server enforces. Cross-field rules are written twice on purpose:
+as CEL (``x-kubernetes-validations``, enforced by the API server before anything is
+stored) and as pydantic validators (enforced by the operator, which reports them in the
+``SpecValid`` condition). ``tests/test_crd.py`` keeps the two in sync by running the same
+invalid resources through both.
+"""
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+GROUP = "octavia-operator.dev"
+VERSION = "v1alpha1"
+KIND = "OctaviaDeployment"
+PLURAL = "octaviadeployments"
+SINGULAR = "octaviadeployment"
+SHORT_NAMES = ["octd"]
+
+# OpenStack releases whose images and configuration dialect the operator knows.
+RELEASES = ("2024.1", "2024.2", "2025.1", "2025.2")
+DEFAULT_RELEASE = "2025.1"
+
+# octavia.conf keys that hold secrets: they may never be set through ``spec.config``
+# (which ends up in a ConfigMap). Kept in one place; the CEL rule is generated from it.
+SECRET_CONFIG_KEYS = (
+    ("DEFAULT", "transport_url"),
+    ("database", "connection"),
+    ("health_manager", "heartbeat_key"),
+    ("keystone_authtoken", "password"),
+    ("service_auth", "password"),
+    ("neutron", "password"),
+    ("nova", "password"),
+    ("glance", "password"),
+    ("certificates", "ca_private_key_passphrase"),
+    ("certificates", "server_certs_key_passphrase"),
+    ("task_flow", "persistence_connection"),
+)
+
+K8S_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+UUID_RE = r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
+SECRET_KEY_RE = r"^[-._a-zA-Z0-9]+$"
+QUANTITY_RE = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+IMAGE_RE = r"^[^\s]+$"
+IFNAME_RE = r"^[a-zA-Z0-9][-_.a-zA-Z0-9]{0,14}$"
+
+# x-kubernetes-validations are attached per model via ``cel(...)`` in model_config.
+
+
+def cel(*rules: tuple[str, str] | tuple[str, str, str]) -> dict[str, Any]:
+    """json_schema_extra carrying CEL rules: (rule, message[, fieldPath])."""
+    out = []
+    for r in rules:
+        item = {"rule": r[0], "message": r[1]}
+        if len(r) > 2:
+            item["fieldPath"] = r[2]
+        out.append(item)
+    return {"x-kubernetes-validations": out}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+def F(default: Any = ..., description: str = "", **kw: Any) -> Any:  # noqa: N802 - a field factory
+    if not description:
+        raise ValueError("every field needs a description")
+    return Field(default, description=description, **kw)
+
+
+def FF(factory: Any, description: str, **kw: Any) -> Any:  # noqa: N802
+    return Field(default_factory=factory, description=description, **kw)
+
+
+# ---------------------------------------------------------------------------------------
+# Shared small types
+# ---------------------------------------------------------------------------------------
+
+class SecretKeyRef(_Model):
+    name: str = F(..., "Name of a Secret in the OctaviaDeployment's namespace.",
+                  min_length=1, max_length=253, pattern=K8S_NAME)
+    key: str = F(..., "Key inside the Secret.", min_length=1, max_length=253, pattern=SECRET_KEY_RE)
+
+
+def secret_ref(default_key: str, what: str) -> type[_Model]:
+    """A SecretKeyRef whose key has a default (each use site names what the value is)."""
+    return type(
+        f"SecretRef_{default_key.replace('.', '_').replace('-', '_')}",
+        (_Model,),
+        {
+            "__annotations__": {"name": str, "key": str},
+            "__doc__": f"A reference to {what} in a Secret.",
+            "name": F(..., "Name of a Secret in the OctaviaDeployment's namespace.",
+                      min_length=1, max_length=253, pattern=K8S_NAME),
+            "key": F(default_key, f"Key inside the Secret holding {what}.",
+                     min_length=1, max_length=253, pattern=SECRET_KEY_RE),
+            "__module__": __name__,
+        },
+    )
+
+
+CloudsYamlRef = secret_ref("clouds.yaml", "a clouds.yaml file")
+CABundleRef = secret_ref("ca.crt", "a PEM CA bundle")
+DatabaseURLRef = secret_ref("connection", "a SQLAlchemy database URL (mysql+pymysql://user:password@host/octavia)")
+TransportURLRef = secret_ref("transport_url", "an oslo.messaging transport URL (rabbit://user:password@host:5672/)")
+
+
+class Toleration(_Model):
+    key: str | None = F(None, "Taint key the toleration applies to; empty matches all keys (with operator Exists).")
+    operator: Literal["Exists", "Equal"] | None = F(None, "Relationship of key to value: Exists or Equal (default Equal).")
+    value: str | None = F(None, "Taint value the toleration matches (with operator Equal).")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = F(
+        None, "Taint effect to match; empty matches all effects.")
+    tolerationSeconds: int | None = F(None, "For NoExecute: how long the pod stays bound after the taint appears.")
+
+
+Quantity = int | Annotated[str, Field(pattern=QUANTITY_RE)]
+
+
+class ResourceRequirements(_Model):
+    requests: dict[str, Quantity] | None = F(
+        None, "Minimum compute resources (for example cpu: 100m, memory: 256Mi).")
+    limits: dict[str, Quantity] | None = F(
+        None, "Maximum compute resources (for example memory: 1Gi).")
+
+
+class Component(_Model):
+    """Scheduling settings of one Octavia service."""
+
+    replicas: int = F(1, "Number of pods.", ge=0, le=64)
+    resources: ResourceRequirements | None = F(None, "Compute resources of the service container.")
+    nodeSelector: dict[str, str] | None = F(
+        None, "Extra node labels the pods require (added to the placement the operator computes).")
+    tolerations: list[Toleration] | None = F(None, "Tolerations of the pods.", max_length=32)
+    priorityClassName: str | None = F(None, "PriorityClass of the pods.", max_length=253)
+
+
+# ---------------------------------------------------------------------------------------
+# cloud
+# ---------------------------------------------------------------------------------------
+
+class CloudSpec(_Model):
+    credentialsSecret: CloudsYamlRef = F(..., "Secret holding a clouds.yaml with admin credentials of the target OpenStack.")  # type: ignore[valid-type]
+    cloudName: str = F("openstack", "Name of the cloud entry inside clouds.yaml.", min_length=1, max_length=255)
+    region: str = F("RegionOne", "OpenStack region the Octavia endpoints and resources belong to.",
+                    min_length=1, max_length=255)
+    interface: Literal["public", "internal", "admin"] = F(
+        "public", "Catalog interface the operator and the Octavia services use to reach the other OpenStack APIs.")
+    caBundleSecret: CABundleRef | None = F(  # type: ignore[valid-type]
+        None, "Secret with a PEM CA bundle to verify the OpenStack APIs' TLS certificates.")
+
+
+# ---------------------------------------------------------------------------------------
+# identity
+# ---------------------------------------------------------------------------------------
+
+URL_RULE = ("isURL(self) && url(self).getScheme() in ['http', 'https']", "must be an http(s) URL")
+
+
+class Endpoints(_Model):
+    public: Annotated[str, Field(json_schema_extra=cel(URL_RULE))] | None = F(
+        None, "Public URL of the load-balancer API, as clients reach it (default: the internal URL).", max_length=2048)
+    internal: Annotated[str, Field(json_schema_extra=cel(URL_RULE))] | None = F(
+        None, "Internal URL (default: the in-cluster Service, http://octavia-api.<namespace>.svc:9876).",
+        max_length=2048)
+    admin: Annotated[str, Field(json_schema_extra=cel(URL_RULE))] | None = F(
+        None, "Admin URL (default: the internal URL).", max_length=2048)
+
+
+class IdentitySpec(_Model):
+    serviceUser: str = F("octavia", "Keystone user the Octavia services authenticate as (created if missing; "
+                         "its password is generated and kept in a Secret).", min_length=1, max_length=255)
+    userDomain: str = F("Default", "Keystone domain (name) of the service user.", min_length=1, max_length=255)
+    serviceProject: str = F("service", "Keystone project (name) the service user works in; it owns the amphora "
+                            "image, the management network and the amphorae.", min_length=1, max_length=255)
+    projectDomain: str = F("Default", "Keystone domain (name) of the service project.", min_length=1, max_length=255)
+    roles: list[Annotated[str, Field(min_length=1, max_length=255)]] = F(
+        ["admin"], "Roles granted to the service user on the service project (the manual install grants admin).",
+        min_length=1, max_length=16)
+    createLoadBalancerRoles: bool = F(
+        True, "Create the load-balancer_observer, _global_observer, _member, _quota_admin and _admin roles "
+        "that Octavia's default RBAC policy uses.")
+    serviceName: str = F("octavia", "Name of the Keystone service of type load-balancer.", min_length=1, max_length=255)
+    endpoints: Endpoints = FF(Endpoints, "Endpoint URLs registered in the Keystone catalog.")
+
+
+# ---------------------------------------------------------------------------------------
+# database and messaging
+# ---------------------------------------------------------------------------------------
+
+class ExternalDatabase(_Model):
+    connectionSecret: DatabaseURLRef = F(..., "Secret holding the SQLAlchemy URL of an existing, ready Octavia database.")  # type: ignore[valid-type]
+
+
+class ManagedDatabase(_Model):
+    adminSecret: SecretKeyRef = F(..., "Secret key holding the password of a MySQL/MariaDB account allowed to "
+                                  "CREATE DATABASE and GRANT (the operator creates the database and user).")
+    adminUser: str = F("root", "Name of that admin account.", min_length=1, max_length=80)
+    host: str = F(..., "Host name or IP of the MySQL/MariaDB server.", min_length=1, max_length=253)
+    port: int = F(3306, "Port of the MySQL/MariaDB server.", ge=1, le=65535)
+    databaseName: str = F("octavia", "Database to create.", pattern=r"^[A-Za-z0-9_]{1,64}$")
+    userName: str = F("octavia", "Database user to create (its password is generated).",
+                      pattern=r"^[A-Za-z0-9_]{1,32}$")
+    userHost: str = F("%", "Host part of the created user ('%' = from anywhere).", min_length=1, max_length=255)
+
+
+class EmbeddedStore(_Model):
+    storageSize: str = F("2Gi", "Size of the PersistentVolumeClaim.", pattern=QUANTITY_RE)
+    storageClassName: str | None = F(None, "StorageClass of the PersistentVolumeClaim (default: the cluster default).",
+                                     max_length=253)
+    resources: ResourceRequirements | None = F(None, "Compute resources of the server container.")
+
+
+class DatabaseSpec(_Model):
+    model_config = ConfigDict(json_schema_extra=cel(
+        ("[has(self.external), has(self.managed), has(self.embedded)].filter(x, x).size() <= 1",
+         "set at most one of external, managed and embedded (none means embedded)"),
+    ))
+    external: ExternalDatabase | None = F(None, "Use an existing database, given by a SQLAlchemy URL in a Secret.")
+    managed: ManagedDatabase | None = F(None, "Create the database and user on an existing server with admin "
+                                        "credentials (the manual install's CREATE DATABASE / GRANT).")
+    embedded: EmbeddedStore | None = F(None, "Run a single-replica MariaDB StatefulSet (the default when nothing "
+                                       "is set; meant for trials).")
+
+    @model_validator(mode="after")
+    def _one(self) -> "DatabaseSpec":
+        if sum(x is not None for x in (self.external, self.managed, self.embedded)) > 1:
+            raise ValueError("set at most one of external, managed and embedded (none means embedded)")
+        return self
+
+    @property
+    def mode(self) -> str:
+        return "external" if self.external else "managed" if self.managed else "embedded"
+
+
+class ExternalMessaging(_Model):
+    transportURLSecret: TransportURLRef = F(..., "Secret holding the oslo.messaging transport_url.")  # type: ignore[valid-type]
+
+
+class MessagingSpec(_Model):
+    model_config = ConfigDict(json_schema_extra=cel(
+        ("!(has(self.external) && has(self.embedded))", "set at most one of external and embedded"),
+    ))
+    external: ExternalMessaging | None = F(None, "Use an existing RabbitMQ, given by a transport_url in a Secret.")
+    embedded: EmbeddedStore | None = F(None, "Run a single-replica RabbitMQ StatefulSet (the default when nothing "
+                                       "is set).")
+
+    @model_validator(mode="after")
+    def _one(self) -> "MessagingSpec":
+        if self.external is not None and self.embedded is not None:
+            raise ValueError("set at most one of external and embedded")
+        return self
+
+    @property
+    def mode(self) -> str:
+        return "external" if self.external else "embedded"
+
+
+# ---------------------------------------------------------------------------------------
+# amphora
+# ---------------------------------------------------------------------------------------
+
+class ImageSpec(_Model):
+    model_config = ConfigDict(json_schema_extra=cel(
+        ("!(has(self.url) && has(self.id))", "set at most one of url and id"),
+        ("!has(self.checksum) || has(self.url)", "checksum needs url", ".checksum"),
+    ))
+    url: Annotated[str, Field(json_schema_extra=cel(URL_RULE))] | None = F(
+        None, "HTTP(S) URL of an amphora qcow2 image to upload (streamed, tagged, private, owned by the service "
+        "project). When unset, an existing image carrying the tag is used.", max_length=4096)
+    checksum: str | None = F(None, "Expected digest of the downloaded image, as <algorithm>:<hex> "
+                             "(sha256, sha512 or md5).", pattern=r"^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}|md5:[0-9a-f]{32})$")
+    id: str | None = F(None, "ID of an existing Glance image to use (adopted: tagged but never deleted).",
+                       pattern=UUID_RE)
+    tag: str = F("amphora", "Glance tag Octavia boots amphorae from ([controller_worker] amp_image_tag).",
+                 min_length=1, max_length=255)
+    name: str = F("amphora-x64-haproxy", "Name given to an uploaded image.", min_length=1, max_length=255)
+    diskFormat: Literal["qcow2", "raw"] = F("qcow2", "Disk format of the uploaded image.")
+    pruneSuperseded: bool = F(False, "Delete older images that carry the tag and that the operator uploaded, "
+                              "once a newer one is active (they are otherwise only reported).")
+
+
+class FlavorSpec(_Model):
+    id: str | None = F(None, "ID of an existing Nova flavor to use; when set, the sizing fields are ignored.",
+                       min_length=1, max_length=255)
+    name: str = F("amphora", "Name of the flavor: adopted if it exists, else created private with the sizing below.",
+                  min_length=1, max_length=255)
+    vcpus: int = F(1, "vCPUs of a created flavor.", ge=1, le=64)
+    ramMB: int = F(1024, "RAM (MiB) of a created flavor.", ge=256, le=262144)
+    diskGB: int = F(5, "Root disk (GiB) of a created flavor.", ge=1, le=2048)
+
+
+class SSHSpec(_Model):
+    enabled: bool = F(False, "Register an SSH key pair for amphorae (for debugging). Off by default: amphorae "
+                      "then accept no SSH. When on, the operator generates the key and opens TCP 22 in the "
+                      "amphora security group.")
+    keyName: str = F("octavia_ssh_key", "Nova key pair name ([controller_worker] amp_ssh_key_name).",
+                     min_length=1, max_length=255, pattern=r"^[-_. a-zA-Z0-9@]+$")
+
+
+class AmphoraSpec(_Model):
+    image: ImageSpec = FF(ImageSpec, "The amphora image.")
+    flavor: FlavorSpec = FF(FlavorSpec, "The Nova flavor amphorae boot with.")
+    ssh: SSHSpec = FF(SSHSpec, "SSH access to amphorae.")
+    topology: Literal["SINGLE", "ACTIVE_STANDBY"] = F(
+        "SINGLE", "Default load-balancer topology ([controller_worker] loadbalancer_topology).")
+
+
+# ---------------------------------------------------------------------------------------
+# management network
+# ---------------------------------------------------------------------------------------
+
+def _ipv4_value(expr: str) -> str:
+    parts = [f"int({expr}.split('.')[{i}])" for i in range(4)]
+    return f"{parts[0]} * 16777216 + {parts[1]} * 65536 + {parts[2]} * 256 + {parts[3]}"
+
+
+class AllocationPool(_Model):
+    model_config = ConfigDict(json_schema_extra=cel(
+        ("ip(self.start).family() == ip(self.end).family()", "start and end must be of the same IP family"),
+        ("ip(self.start).family() != 4 || ip(self.end).family() != 4 || "
+         f"{_ipv4_value('self.start')} <= {_ipv4_value('self.end')}",
+         "start must not be after end"),
+    ))
+    start: Annotated[str, Field(json_schema_extra=cel(("isIP(self)", "must be an IP address")))] = F(
+        ..., "First address of the pool.", max_length=45)
+    end: Annotated[str, Field(json_schema_extra=cel(("isIP(self)", "must be an IP address")))] = F(
+        ..., "Last address of the pool.", max_length=45)
+
+
+class SecurityGroupNames(_Model):
+    amphora: str = F("lb-mgmt-sec-grp", "Security group of amphorae on the management network: ICMP, TCP 9443 "
+                     "(amphora agent), TCP 22 only when SSH is enabled.", min_length=1, max_length=255)
+    healthManager: str = F("lb-health-mgr-sec-grp", "Security group of the health-manager ports: UDP on the "
+                           "heartbeat port (plus log-offload ports when enabled).", min_length=1, max_length=255)
+
+
+class ManagementNetworkSpec(_Model):
+    model_config = ConfigDict(json_schema_extra=cel(
+        ("isCIDR(self.cidr)", "cidr must be a CIDR such as 172.31.0.0/24", ".cidr"),
+        ("isCIDR(self.cidr) && cidr(self.cidr) == cidr(self.cidr).masked()",
+         "cidr must be a network address (no host bits set)", ".cidr"),
+        ("!has(self.allocationPool) || !isCIDR(self.cidr) || !isIP(self.allocationPool.start) || "
+         "!isIP(self.allocationPool.end) || (cidr(self.cidr).containsIP(self.allocationPool.start) && "
+         "cidr(self.cidr).containsIP(self.allocationPool.end))",
+         "allocationPool must lie inside cidr", ".allocationPool"),
+    ))
+    name: str = F("lb-mgmt-net", "Name of the management network (adopted by name if it exists).",
+                  min_length=1, max_length=255)
+    networkId: str | None = F(None, "ID of an existing network to adopt instead of looking it up by name "
+                              "(an adopted network is never deleted).", pattern=UUID_RE)
+    subnetName: str = F("lb-mgmt-subnet", "Name of the management subnet.", min_length=1, max_length=255)
+    cidr: str = F("172.31.0.0/24", "CIDR of the management subnet (must not overlap the cluster's pod, "
+                  "service or node networks).", max_length=49)
+    allocationPool: AllocationPool | None = F(
+        None, "Range Neutron allocates amphora and health-manager addresses from (default: the whole subnet).")
+    securityGroups: SecurityGroupNames = FF(SecurityGroupNames, "Names of the two security groups.")
+
+    @model_validator(mode="after")
+    def _net(self) -> "ManagementNetworkSpec":
+        try:
+            net = ipaddress.ip_network(self.cidr, strict=False)
+        except ValueError:
+            raise ValueError(f"cidr {self.cidr!r} is not a CIDR such as 172.31.0.0/24") from None
+        if "/" not in self.cidr:
+            raise ValueError(f"cidr {self.cidr!r} is not a CIDR such as 172.31.0.0/24 (no prefix length)")
+        if net.network_address != ipaddress.ip_interface(self.cidr).ip:
+            raise ValueError(f"cidr {self.cidr!r} has host bits set (network address is {net})")
+        if self.allocationPool:
+            try:
+                s = ipaddress.ip_address(self.allocationPool.start)
+                e = ipaddress.ip_address(self.allocationPool.end)
+            except ValueError as exc:
+                raise ValueError(f"allocationPool: {exc}") from None
+            if s.version != e.version:
+                raise ValueError("allocationPool: start and end must be of the same IP family")
+            if s not in net or e not in net:
+                raise ValueError(f"allocationPool {s}-{e} must lie inside cidr {net}")
+            if s > e:
+                raise ValueError(f"allocationPool: start {s} is after end {e}")
+        return self
+
+    @property
+    def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        return ipaddress.ip_network(self.cidr)
+
+
+# ---------------------------------------------------------------------------------------
+# health manager, host agent
+# ---------------------------------------------------------------------------------------
+
+class HealthManagerSpec(Component):
+    nodeSelector: dict[str, str] = F(
+        {"node-role.kubernetes.io/control-plane": ""},
+        "Nodes that run the worker, health-manager and housekeeping services and get a health-manager "
+        "Neutron port and an o-hm0 interface.")
+    heartbeatPort: int = F(5555, "UDP port the health manager listens on for amphora heartbeats.", ge=1, le=65535)
+    hostIdAnnotation: str = F(
+        "octavia-operator.dev/neutron-host",
+        "Node annotation whose value overrides the Neutron binding:host_id of the node's port (default: the "
+        "node name, which must equal the host name the node's OVS agent or OVN chassis registers).",
+        min_length=1, max_length=317)
+
+
+class HostAgentSpec(_Model):
+    driver: Literal["ovs", "linuxbridge"] = F(
+        "ovs", "How o-hm0 is plugged: ovs (ML2/OVS and OVN: an internal port on the integration bridge) or "
+        "linuxbridge (legacy: a veth pair into the network's bridge).")
+    integrationBridge: str = F("br-int", "OVS integration bridge (ovs driver).", pattern=IFNAME_RE)
+    interfaceName: str = F("o-hm0", "Name of the node interface on the management network.", pattern=IFNAME_RE)
+    ovsdbSocket: str = F("/run/openvswitch/db.sock", "Path of the node's OVSDB server socket (ovs driver).",
+                         min_length=1, max_length=4096)
+    resources: ResourceRequirements | None = F(None, "Compute resources of the host-agent container.")
+    tolerations: list[Toleration] | None = F(
+        None, "Tolerations of the host-agent pods (default: tolerate everything, like most node agents).",
+        max_length=32)
+
+
+# ---------------------------------------------------------------------------------------
+# images, certificates, config, quotas
+# ---------------------------------------------------------------------------------------
+
+class ImagesSpec(_Model):
+    api: str | None = F(None, "Image of octavia-api (default: matched to spec.release).", pattern=IMAGE_RE)
+    worker: str | None = F(None, "Image of octavia-worker (default: matched to spec.release).", pattern=IMAGE_RE)
+    healthManager: str | None = F(None, "Image of octavia-health-manager (default: matched to spec.release).",
+                                  pattern=IMAGE_RE)
+    housekeeping: str | None = F(None, "Image of octavia-housekeeping (default: matched to spec.release).",
+                                 pattern=IMAGE_RE)
+    dbSync: str | None = F(None, "Image of the octavia-db-manage Job (default: the api image).", pattern=IMAGE_RE)
+    hostAgent: str | None = F(None, "Image of the host agent (default: this operator's host-agent image).",
+                              pattern=IMAGE_RE)
+    mariadb: str | None = F(None, "Image of the embedded MariaDB.", pattern=IMAGE_RE)
+    rabbitmq: str | None = F(None, "Image of the embedded RabbitMQ.", pattern=IMAGE_RE)
+    pullPolicy: Literal["Always", "IfNotPresent", "Never"] = F("IfNotPresent", "Image pull policy of every container.")
+
+
+class CertificatesSpec(_Model):
+    model_config = ConfigDict(json_schema_extra=cel(
+        ("self.renewBeforeDays < self.clientValidityDays", "renewBeforeDays must be less than clientValidityDays"),
+        ("self.clientValidityDays <= self.caValidityDays", "clientValidityDays must not exceed caValidityDays"),
+        ("has(self.serverCASecret) == has(self.clientCASecret)",
+         "give both serverCASecret and clientCASecret, or neither"),
+        ("!has(self.serverCASecret) || !has(self.clientCASecret) || "
+         "self.serverCASecret != self.clientCASecret",
+         "the server CA and the client CA must be different Secrets (one CA for both roles is refused)"),
+    ))
+    caValidityDays: int = F(3650, "Validity of generated CAs, in days.", ge=30, le=36500)
+    clientValidityDays: int = F(365, "Validity of the controller's client certificate, in days (renewed "
+                                "automatically).", ge=2, le=36500)
+    renewBeforeDays: int = F(30, "Renewal window: a certificate is renewed this many days before it expires, and "
+                             "a CA inside it raises a warning condition.", ge=1, le=3650)
+    keyType: Literal["RSA", "ECDSA"] = F("RSA", "Key algorithm of generated keys.")
+    caKeySize: int = F(4096, "RSA key size of generated CAs.", ge=2048, le=8192)
+    clientKeySize: int = F(2048, "RSA key size of the client certificate.", ge=2048, le=8192)
+    serverCASecret: str | None = F(
+        None, "Secret (keys tls.crt, tls.key, optional passphrase) with your own server CA, which signs amphora "
+        "certificates; used as is, never overwritten.", pattern=K8S_NAME, max_length=253)
+    clientCASecret: str | None = F(
+        None, "Secret (keys tls.crt, tls.key, optional passphrase) with your own client CA, which signs the "
+        "controller's client certificate; used as is, never overwritten.", pattern=K8S_NAME, max_length=253)
+
+    @model_validator(mode="after")
+    def _windows(self) -> "CertificatesSpec":
+        if self.renewBeforeDays >= self.clientValidityDays:
+            raise ValueError("renewBeforeDays must be less than clientValidityDays")
+        if self.clientValidityDays > self.caValidityDays:
+            raise ValueError("clientValidityDays must not exceed caValidityDays")
+        if (self.serverCASecret is None) != (self.clientCASecret is None):
+            raise ValueError("give both serverCASecret and clientCASecret, or neither")
+        if self.serverCASecret is not None and self.serverCASecret == self.clientCASecret:
+            raise ValueError("the server CA and the client CA must be different Secrets "
+                             "(one CA for both roles is refused)")
+        return self
+
+
+def _secret_keys_rule() -> str:
+    pairs = ", ".join(f"'{s}/{k}'" for s, k in SECRET_CONFIG_KEYS)
+    return f"self.all(s, self[s].all(k, !((s + '/' + k) in [{pairs}])))"
+
+
+ConfigOverrides = Annotated[
+    dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_]+$")], dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_]+$")], str]],
+    Field(json_schema_extra=cel((_secret_keys_rule(),
+                                 "secret options (passwords, passphrases, transport_url, database connection, "
+                                 "heartbeat_key) cannot be set in config: the operator manages them in Secrets"))),
+]
+
+
+class QuotasSpec(_Model):
+    instances: int | None = F(None, "Nova instances quota of the service project (-1: unlimited).", ge=-1)
+    cores: int | None = F(None, "Nova cores quota of the service project (-1: unlimited).", ge=-1)
+    ramMB: int | None = F(None, "Nova RAM quota (MiB) of the service project (-1: unlimited).", ge=-1)
+    serverGroups: int | None = F(None, "Nova server groups quota of the service project (-1: unlimited).", ge=-1)
+    serverGroupMembers: int | None = F(None, "Nova server group members quota (-1: unlimited).", ge=-1)
+    ports: int | None = F(None, "Neutron ports quota of the service project (-1: unlimited).", ge=-1)
+    securityGroups: int | None = F(None, "Neutron security groups quota (-1: unlimited).", ge=-1)
+    securityGroupRules: int | None = F(None, "Neutron security group rules quota (-1: unlimited).", ge=-1)
+
+
+class APISpec(Component):
+    replicas: int = F(2, "Number of octavia-api pods.", ge=0, le=64)
+    port: int = F(9876, "Port of the API container and of its Service.", ge=1, le=65535)
+
+
+class OctaviaDeploymentSpec(_Model):
+    """Desired state of one Octavia installation."""
+
+    release: Literal[RELEASES] = F(  # type: ignore[valid-type]
+        DEFAULT_RELEASE, "OpenStack release whose default images and configuration dialect are used.")
+    deletionPolicy: Literal["Retain", "Delete"] = F(
+        "Retain", "What deleting this resource does in OpenStack: Retain keeps every cloud resource; Delete "
+        "removes, in dependency order, only what this deployment created (never adopted resources).")
+    cloud: CloudSpec = F(..., "The target OpenStack and the admin credentials the operator uses.")
+    identity: IdentitySpec = FF(IdentitySpec, "Keystone: service user, roles, service and endpoints.")
+    database: DatabaseSpec = FF(DatabaseSpec, "Octavia's database.")
+    messaging: MessagingSpec = FF(MessagingSpec, "Octavia's message queue (RabbitMQ).")
+    amphora: AmphoraSpec = FF(AmphoraSpec, "Amphora image, flavor, SSH key and topology.")
+    managementNetwork: ManagementNetworkSpec = FF(ManagementNetworkSpec,
+                                                  "The load-balancer management network (lb-mgmt-net).")
+    healthManager: HealthManagerSpec = FF(HealthManagerSpec, "Health manager and the nodes that reach the "
+                                          "management network.")
+    hostAgent: HostAgentSpec = FF(HostAgentSpec, "The node agent that plumbs the o-hm0 interface.")
+    api: APISpec = FF(APISpec, "The octavia-api service.")
+    worker: Component = FF(Component, "The octavia-worker service (runs on the health-manager nodes).")
+    housekeeping: Component = FF(Component, "The octavia-housekeeping service (runs on the health-manager nodes).")
+    images: ImagesSpec = FF(ImagesSpec, "Container images (defaults follow spec.release).")
+    certificates: CertificatesSpec = FF(CertificatesSpec, "Certificates between the controllers and amphorae.")
+    config: ConfigOverrides | None = F(  # type: ignore[valid-type]
+        None, "Extra non-secret octavia.conf options, by section and key, merged last "
+        "(for example {controller_worker: {amp_active_retries: '100'}}).")
+    quotas: QuotasSpec | None = F(None, "Quotas to set on the service project (only when given).")
+
+    @model_validator(mode="after")
+    def _config(self) -> "OctaviaDeploymentSpec":
+        for section, opts in (self.config or {}).items():
+            for key in opts:
+                if (section, key) in SECRET_CONFIG_KEYS:
+                    raise ValueError(f"config.{section}.{key} is a secret option: the operator manages it in a "
+                                     "Secret and it cannot be set in config")
+        return self
+
+
+class Condition(_Model):
+    type: str = F(..., "Condition type, for example Ready or ManagementNetworkReady.", max_length=316)
+    status: Literal["True", "False", "Unknown"] = F(..., "True, False or Unknown.")
+    reason: str = F(..., "One-word, CamelCase reason.", max_length=1024)
+    message: str = F("", "Human-readable details.", max_length=32768)
+    lastTransitionTime: str = F(..., "When the status last changed (RFC 3339).")
+    observedGeneration: int | None = F(None, "The .metadata.generation the condition was computed for.", ge=0)
+
+
+class HealthManagerPortStatus(_Model):
+    portId: str | None = F(None, "Neutron port ID.")
+    mac: str | None = F(None, "MAC address of the port.")
+    ip: str | None = F(None, "Fixed IP of the port.")
+    hostId: str | None = F(None, "binding:host_id of the port.")
+    vifType: str | None = F(None, "binding:vif_type (binding_failed means no L2 agent accepted the port).")
+
+
+class CertificateStatus(_Model):
+    serverCAExpires: str | None = F(None, "Expiry of the server CA (RFC 3339).")
+    clientCAExpires: str | None = F(None, "Expiry of the client CA (RFC 3339).")
+    clientCertificateExpires: str | None = F(None, "Expiry of the controller client certificate (RFC 3339).")
+
+
+class OpenStackStatus(_Model):
+    serviceUserId: str | None = F(None, "Keystone ID of the service user.")
+    serviceProjectId: str | None = F(None, "Keystone ID of the service project (amp_image_owner_id).")
+    serviceId: str | None = F(None, "Keystone ID of the load-balancer service.")
+    endpointIds: dict[str, str] | None = F(None, "Keystone endpoint IDs by interface.")
+    imageId: str | None = F(None, "Glance ID of the current amphora image.")
+    imageOwnerId: str | None = F(None, "Owner (project ID) of the amphora image.")
+    flavorId: str | None = F(None, "Nova flavor ID (amp_flavor_id).")
+    keypairName: str | None = F(None, "Nova key pair name, when SSH is enabled.")
+    networkId: str | None = F(None, "Management network ID (amp_boot_network_list).")
+    subnetId: str | None = F(None, "Management subnet ID.")
+    networkMTU: int | None = F(None, "MTU of the management network, as Neutron reports it.")
+    amphoraSecurityGroupId: str | None = F(None, "Amphora security group ID (amp_secgroup_list).")
+    healthManagerSecurityGroupId: str | None = F(None, "Health-manager security group ID.")
+
+
+class OctaviaDeploymentStatus(_Model):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    observedGeneration: int | None = F(None, "The .metadata.generation the status was last computed for.")
+    conditions: list[Condition] | None = F(None, "Conditions, one per capability, plus Ready.")
+    openstack: OpenStackStatus | None = F(None, "IDs of the OpenStack resources in use.")
+    healthManagerPorts: dict[str, HealthManagerPortStatus] | None = F(
+        None, "Health-manager Neutron ports, by node name.")
+    certificates: CertificateStatus | None = F(None, "Certificate expiry dates.")
+    apiEndpoint: str | None = F(None, "Internal URL of the load-balancer API.")
+
+
+def parse_spec(spec: dict[str, Any]) -> OctaviaDeploymentSpec:
+    """Validate and default a raw spec (raises pydantic.ValidationError)."""
+    return OctaviaDeploymentSpec.model_validate(spec or {})
