@@ -1,0 +1,1 @@
+"""Pure builders: functions from spec/status to desired objects and files."""
