@@ -1,0 +1,376 @@
+"""The reconcile loop: read assignment, observe, plan, apply, verify, report."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .assignment import AssignmentError, NodeAssignment, parse_assignments
+from .model import LINK_ALIAS, OVS_OWNER_KEY, Action, Observed, Owned
+from . import planner
+
+log = logging.getLogger("octavia_hostagent")
+
+STATE_FILE = "state.json"
+MAX_ROUNDS = 5
+
+
+@dataclass
+class Config:
+    assignments: str = "/etc/octavia-hostagent/assignments.json"
+    node: str = ""
+    ovsdb: str = "unix:/run/openvswitch/db.sock"
+    state_dir: str = "/var/lib/octavia-hostagent"
+    status_file: str = "/run/octavia-hostagent/status.json"
+    interval: float = 5.0
+    firewall_backend: str = "auto"
+
+
+def atomic_write_json(path: str | Path, data: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class StateStore:
+    """Records what the agent created, so that cleanup removes exactly that."""
+
+    def __init__(self, state_dir: str):
+        self.path = Path(state_dir) / STATE_FILE
+
+    def load(self) -> Owned:
+        try:
+            with open(self.path) as f:
+                return Owned.from_json(json.load(f).get("created"))
+        except FileNotFoundError:
+            return Owned()
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log.warning("state file %s unreadable (%s); relying on ownership markers", self.path, e)
+            return Owned()
+
+    def save(self, owned: Owned) -> None:
+        atomic_write_json(self.path, {"version": 1, "created": owned.to_json()})
+
+    def remove(self) -> None:
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def read_assignment_file(path: str) -> tuple[object | None, str]:
+    """Decoded JSON (None when absent or empty) and a digest of the raw content."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        return None, "absent"
+    digest = hashlib.sha256(raw).hexdigest()[:16]
+    if not raw.strip():
+        return None, digest
+    try:
+        return json.loads(raw), digest
+    except ValueError as e:
+        raise AssignmentError(f"not valid JSON: {e}") from None
+
+
+class Agent:
+    def __init__(self, cfg: Config):
+        from .firewall import Firewall
+        from .netlink import NetlinkDriver
+        from .ovsdb import OvsDriver
+
+        if not cfg.node:
+            raise SystemExit("node name unknown: set NODE_NAME or pass --node")
+        self.cfg = cfg
+        self.nl = NetlinkDriver()
+        self.ovs = OvsDriver(cfg.ovsdb)
+        self.fw = Firewall(cfg.firewall_backend)
+        self.store = StateStore(cfg.state_dir)
+        self.owned = self.store.load()
+        self.assignment: NodeAssignment | None = None
+        self.assignment_error: str | None = None
+        self._digest: str | None = None
+        self._last_status_key = None
+
+    # ------------------------------------------------------------------ inputs
+    def load_assignment(self) -> None:
+        try:
+            doc, digest = read_assignment_file(self.cfg.assignments)
+            if digest == self._digest and self.assignment_error is None:
+                return
+            a = parse_assignments(doc, self.cfg.node)
+        except (AssignmentError, OSError) as e:
+            msg = str(e)
+            if msg != self.assignment_error:
+                log.error("assignment file %s is malformed: %s (keeping the previous assignment)",
+                          self.cfg.assignments, msg)
+            self.assignment_error = msg
+            return
+        if digest != self._digest:
+            if a is None:
+                log.info("assignment: none for node %s (file %s)", self.cfg.node, digest)
+            else:
+                log.info("assignment for node %s: driver=%s interface=%s port=%s mac=%s ip=%s/%s mtu=%s udp=%s bound=%s",
+                         a.node, a.driver, a.interface, a.port_id, a.mac, a.ip, a.prefix_length, a.mtu,
+                         list(a.udp_ports), a.bound)
+        self._digest = digest
+        self.assignment_error = None
+        self.assignment = a
+
+    # ----------------------------------------------------------------- observe
+    def observe(self, a: NodeAssignment | None, with_fw: bool = True) -> Observed:
+        names = set(self.owned.links)
+        bridge = None
+        if a is not None:
+            names |= planner.desired_links(a)
+            bridge = a.linux_bridge
+        links, addrs, routes = self.nl.observe(names, bridge)
+        obs = Observed(links=links, addrs=addrs, routes=routes)
+        ovs_names = set(self.owned.ovs_ports)
+        if a is not None and a.driver == "ovs":
+            ovs_names.add(a.interface)
+        if ovs_names or a is None or a.driver == "ovs":
+            obs.ovs = self.ovs.observe(ovs_names, OVS_OWNER_KEY)
+        if a is not None:
+            if a.interface in links:
+                v = self.nl.get_sysctl(a.interface, "accept_ra")
+                if v is not None:
+                    obs.sysctls["accept_ra"] = v
+            if with_fw:
+                obs.fw = self.fw.observe()
+        return obs
+
+    # ------------------------------------------------------------------- apply
+    def _save(self) -> None:
+        self.store.save(self.owned)
+
+    def apply(self, x: Action) -> None:
+        log.info("action: %s", x)
+        k = x.kind
+        if k == "ovs_add_port":
+            if x.arg("port_external_ids", {}).get(OVS_OWNER_KEY):
+                self.owned.ovs_ports.add(x.target)
+                self._save()
+            self.ovs.add_port(x.arg("bridge"), x.target, x.arg("iface_columns"), x.arg("port_external_ids"))
+            if not self.nl.wait_link(x.target, 10):
+                log.warning("ovs-vswitchd did not create device %s within 10 s", x.target)
+        elif k == "ovs_recreate_port":
+            self.ovs.del_port(x.arg("port_uuid"))
+            time.sleep(0.5)
+            self.ovs.add_port(x.arg("bridge"), x.target, x.arg("iface_columns"), x.arg("port_external_ids"))
+            if not self.nl.wait_link(x.target, 10):
+                log.warning("ovs-vswitchd did not create device %s within 10 s", x.target)
+        elif k == "ovs_set_interface":
+            self.ovs.set_interface(x.target, x.arg("columns"), x.arg("current_external_ids"))
+        elif k == "ovs_del_port":
+            self.ovs.del_port(x.arg("port_uuid"))
+            self.owned.ovs_ports.discard(x.target)
+            self._drop_addresses(x.target)
+            self._save()
+        elif k == "link_delete":
+            self.nl.delete_link(x.target)
+            self.owned.links.discard(x.target)
+            self._drop_addresses(x.target)
+            self._save()
+        elif k == "link_create_veth":
+            self.owned.links |= {x.target, x.arg("peer")}
+            self._save()
+            self.nl.create_veth(x.target, x.arg("peer"))
+        elif k == "link_set":
+            self.nl.set_link(x.target, mac=x.arg("mac"), mtu=x.arg("mtu"), up=x.arg("up"), master=x.arg("master"))
+        elif k == "sysctl_set":
+            self.nl.set_sysctl(x.target, x.arg("key"), x.arg("value"))
+        elif k == "addr_add":
+            self.owned.addresses.add((x.target, f"{x.arg('address')}/{x.arg('prefixlen')}"))
+            self._save()
+            self.nl.add_addr(x.target, x.arg("address"), x.arg("prefixlen"))
+        elif k == "addr_del":
+            self.nl.del_addr(x.target, x.arg("address"), x.arg("prefixlen"))
+            self.owned.addresses.discard((x.target, f"{x.arg('address')}/{x.arg('prefixlen')}"))
+            self._save()
+        elif k == "route_del":
+            self.nl.del_route(x.target, x.arg("dst"), x.arg("gateway"), x.arg("family"))
+        elif k == "route_add_connected":
+            self.nl.add_connected_route(x.target, x.arg("dst"), x.arg("src"), x.arg("family"))
+        elif k == "fw_sync":
+            if x.arg("backend") not in self.owned.firewall_backends:
+                self.owned.firewall_backends.add(x.arg("backend"))
+                self._save()
+            self.fw.sync(x.arg("family"), x.arg("backend"), list(x.arg("rules")), x.arg("jump"),
+                         list(x.arg("current_jumps")))
+        elif k == "fw_remove":
+            removed = self.fw.remove(x.arg("backends"))
+            for r in removed:
+                log.info("removed %s", r)
+            self.owned.firewall_backends.clear()
+            self._save()
+        else:
+            raise ValueError(f"unknown action {k}")
+
+    def _drop_addresses(self, link: str) -> None:
+        self.owned.addresses = {(l, a) for l, a in self.owned.addresses if l != link}
+
+    # --------------------------------------------------------------- reconcile
+    def reconcile(self) -> dict:
+        self.load_assignment()
+        a = self.assignment
+        done: list[str] = []
+        errors: list[str] = []
+        if a is None:
+            if self.assignment_error is None:
+                self._cleanup_pass(done, errors)
+            return self._status(None, None, done, errors)
+        obs = None
+        for _ in range(MAX_ROUNDS):
+            obs = self.observe(a)
+            actions = planner.plan(a, obs, self.owned)
+            if not actions:
+                break
+            for x in actions:
+                try:
+                    self.apply(x)
+                    done.append(str(x))
+                except Exception as e:  # noqa: BLE001 -- report and carry on with the next action
+                    log.error("action failed: %s: %s", x, e)
+                    errors.append(f"{x.kind} {x.target}: {e}")
+            if errors:
+                obs = self.observe(a)
+                break
+        else:
+            obs = self.observe(a)
+        return self._status(a, obs, done, errors)
+
+    def _has_leftovers(self, obs: Observed) -> bool:
+        if not self.owned.empty():
+            return True
+        if any(l.alias == LINK_ALIAS for l in obs.links.values()):
+            return True
+        return bool(obs.ovs and obs.ovs.reachable and any(p.owned_marker for p in obs.ovs.ports.values()))
+
+    def _cleanup_pass(self, done: list, errors: list) -> None:
+        obs = self.observe(None, with_fw=False)
+        if not self._has_leftovers(obs):
+            return
+        log.info("no assignment for node %s: removing what the agent created", self.cfg.node)
+        self.run_cleanup(obs, done, errors)
+
+    def run_cleanup(self, obs: Observed | None, done: list, errors: list) -> None:
+        if obs is None:
+            obs = self.observe(None, with_fw=False)
+        for x in planner.plan_cleanup(obs, self.owned):
+            try:
+                self.apply(x)
+                done.append(str(x))
+            except Exception as e:  # noqa: BLE001
+                log.error("cleanup action failed: %s: %s", x, e)
+                errors.append(f"{x.kind} {x.target}: {e}")
+        if not errors:
+            self.owned = Owned()
+            self.store.remove()
+
+    # ------------------------------------------------------------------ status
+    def _status(self, a: NodeAssignment | None, obs: Observed | None, done: list, errors: list) -> dict:
+        now = time.time()
+        st: dict = {
+            "node": self.cfg.node,
+            "pid": os.getpid(),
+            "updated": datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds"),
+            "updatedEpoch": now,
+            "lastActions": done,
+            "errors": errors,
+            "warnings": [],
+        }
+        if a is None:
+            st.update(ready=False, assignment=None, checks={},
+                      problems=[f"assignment: {self.assignment_error}" if self.assignment_error
+                                else f"no assignment for node {self.cfg.node}"])
+        else:
+            checks, problems = planner.evaluate(a, obs)
+            if self.assignment_error:
+                checks["assignment"] = {"ok": False, "detail": f"malformed, using the previous one: {self.assignment_error}"}
+                problems.insert(0, f"assignment: malformed, using the previous one: {self.assignment_error}")
+            st["warnings"] = [f"route via {a.interface} left alone: {r}" for r in planner.foreign_routes(a, obs)]
+            st.update(ready=all(c["ok"] for c in checks.values()) and not errors,
+                      checks=checks, problems=problems + errors,
+                      assignment={"driver": a.driver, "interface": a.interface, "portId": a.port_id,
+                                  "mac": a.mac, "ip": f"{a.ip}/{a.prefix_length}", "mtu": a.mtu,
+                                  "bridge": a.bridge, "udpPorts": list(a.udp_ports), "bound": a.bound},
+                      firewallBackend=obs.fw.backend if obs and obs.fw else None)
+        key = (st["ready"], tuple(st["problems"]))
+        if key != self._last_status_key:
+            if st["ready"]:
+                log.info("ready: plumbing complete and verified")
+            else:
+                log.warning("not ready: %s", "; ".join(st["problems"]))
+            self._last_status_key = key
+        atomic_write_json(self.cfg.status_file, st)
+        return st
+
+    # -------------------------------------------------------------------- loop
+    def run(self, once: bool = False) -> int:
+        from .netlink import EventSocket
+
+        if once:
+            return 0 if self.reconcile()["ready"] else 1
+        stop = {"flag": False}
+        rfd, wfd = os.pipe()
+        os.set_blocking(rfd, False)
+        os.set_blocking(wfd, False)
+
+        def on_signal(signum, _frame):
+            log.info("signal %d: stopping (plumbing is left in place)", signum)
+            stop["flag"] = True
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        signal.set_wakeup_fd(wfd)
+        events = EventSocket()
+        log.info("octavia-hostagent running: node=%s assignments=%s ovsdb=%s interval=%ss",
+                 self.cfg.node, self.cfg.assignments, self.cfg.ovsdb, self.cfg.interval)
+        try:
+            while not stop["flag"]:
+                try:
+                    self.reconcile()
+                except Exception:  # noqa: BLE001 -- never die on one bad pass
+                    log.exception("reconcile pass failed")
+                    try:
+                        atomic_write_json(self.cfg.status_file, {
+                            "node": self.cfg.node, "ready": False, "pid": os.getpid(),
+                            "updatedEpoch": time.time(), "problems": ["internal error; see the logs"],
+                            "checks": {}})
+                    except OSError:
+                        pass
+                deadline = time.monotonic() + self.cfg.interval
+                while not stop["flag"]:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    r, _, _ = select.select([events, rfd], [], [], left)
+                    if rfd in r:
+                        try:
+                            os.read(rfd, 512)
+                        except BlockingIOError:
+                            pass
+                    if events in r:
+                        events.drain()
+                        time.sleep(0.2)  # let a burst of changes settle
+                        events.drain()
+                        break
+        finally:
+            events.close()
+            self.nl.close()
+        return 0
