@@ -147,8 +147,8 @@ class CertificateSettings:
     ec_curve: str = "P-384"
     subject_organization: str = "OpenStack Octavia"
     #: A CA expiring within this many days produces a warning (a CA is never
-    #: rotated automatically while it is still valid).
-    ca_warn_before_days: int = 90
+    #: rotated automatically while it is still valid). None: renew_before_days.
+    ca_warn_before_days: int | None = None
 
     def __post_init__(self) -> None:
         if self.key_type not in ("RSA", "ECDSA"):
@@ -182,7 +182,9 @@ class CertificateSettings:
             raise CertificateInputError(
                 "client_validity_days must not exceed ca_validity_days"
             )
-        if not isinstance(self.ca_warn_before_days, int) or self.ca_warn_before_days < 0:
+        if self.ca_warn_before_days is not None and (
+            not isinstance(self.ca_warn_before_days, int) or self.ca_warn_before_days < 0
+        ):
             raise CertificateInputError("ca_warn_before_days must be >= 0")
         if not self.subject_organization or not isinstance(self.subject_organization, str):
             raise CertificateInputError("subject_organization must be a non-empty string")
@@ -494,6 +496,8 @@ def _make_client_cert(
         .add_extension(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
         )
+        # Some verifiers (RFC 5280 profiles, e.g. cryptography's) require a SAN.
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(_CLIENT_CN)]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(aki, critical=False)
     )
@@ -540,6 +544,13 @@ def _load_user_ca(secret: Mapping[str, bytes], role: str, now: _dt.datetime) -> 
         raise CertificateInputError(f"{label}: 'tls.crt' contains no PEM certificate")
     cert = certs[0]
     problem = _ca_cert_problem(cert, now)
+    if problem is None and _ext(cert, x509.KeyUsage) is None:
+        problem = "it has no keyUsage extension (strict X.509 verification rejects such a CA)"
+    if problem is None and _ext(cert, x509.SubjectKeyIdentifier) is None:
+        problem = (
+            "it has no subjectKeyIdentifier extension (strict X.509 verification "
+            "rejects such a CA)"
+        )
     if problem:
         raise CertificateInputError(f"{label}: 'tls.crt' cannot be used because {problem}")
     try:
@@ -665,7 +676,10 @@ class _Planner:
 
     def _warn_ca_expiry(self, ca: _CA, label: str, hint: str) -> None:
         left = ca.cert.not_valid_after_utc - self.now
-        if left <= _dt.timedelta(days=self.s.ca_warn_before_days):
+        days = self.s.ca_warn_before_days
+        if days is None:
+            days = self.s.renew_before_days
+        if left <= _dt.timedelta(days=days):
             self.warnings.append(
                 f"{label} expires on {_day(ca.cert.not_valid_after_utc)} "
                 f"({max(left.days, 0)} days left); {hint}"
