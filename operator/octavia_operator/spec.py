@@ -23,8 +23,8 @@ SINGULAR = "octaviadeployment"
 SHORT_NAMES = ["octd"]
 
 # OpenStack releases whose images and configuration dialect the operator knows.
-RELEASES = ("2024.1", "2024.2", "2025.1", "2025.2")
-DEFAULT_RELEASE = "2025.1"
+RELEASES = ("2025.1", "2025.2", "2026.1")
+DEFAULT_RELEASE = "2026.1"
 
 # octavia.conf keys that hold secrets: they may never be set through ``spec.config``
 # (which ends up in a ConfigMap). Kept in one place; the CEL rule is generated from it.
@@ -395,6 +395,8 @@ class ManagementNetworkSpec(_Model):
 # ---------------------------------------------------------------------------------------
 
 class HealthManagerSpec(Component):
+    replicas: int | None = F(None, "Number of health-manager pods (default: one on every node whose o-hm0 is "
+                             "ready, so every address amphorae send heartbeats to is served).", ge=0, le=64)
     nodeSelector: dict[str, str] = F(
         {"node-role.kubernetes.io/control-plane": ""},
         "Nodes that run the worker, health-manager and housekeeping services and get a health-manager "

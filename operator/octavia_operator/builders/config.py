@@ -1,0 +1,195 @@
+"""octavia.conf, rendered by pure functions from the spec, the cloud IDs and the release.
+
+Two files come out: ``octavia.conf`` (no secret: it goes into a ConfigMap) and
+``secrets.conf`` (passwords, passphrases, transport_url, database URL, heartbeat_key: it
+goes into a Secret). Both are passed to every Octavia process with ``--config-file``;
+oslo.config merges them in order, so the secrets file only adds keys.
+"""
+from __future__ import annotations
+
+import configparser
+import io
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from .. import names as n
+from ..releases import RELEASES
+from ..spec import OctaviaDeploymentSpec
+
+PLACEHOLDER = "<{}>"
+
+
+@dataclass(frozen=True)
+class CloudValues:
+    """What the cloud steps found: IDs that octavia.conf needs (placeholders when rendering offline)."""
+
+    auth_url: str = "<keystone-auth-url>"
+    www_authenticate_uri: str | None = None
+    image_owner_id: str = "<amp_image_owner_id>"
+    flavor_id: str = "<amp_flavor_id>"
+    network_id: str = "<amp_boot_network_id>"
+    amphora_secgroup_id: str = "<amp_secgroup_id>"
+    # node -> fixed IP of its health-manager port
+    health_manager_ips: Mapping[str, str] = field(default_factory=lambda: {"<node>": "<health-manager-port-ip>"})
+
+    @property
+    def controller_ip_port_list(self) -> list[str]:
+        return sorted(self.health_manager_ips.values())
+
+
+@dataclass(frozen=True)
+class SecretValues:
+    """Secret inputs of secrets.conf (placeholders when rendering offline)."""
+
+    transport_url: str = "<transport_url>"
+    database_url: str = "<database-connection>"
+    heartbeat_key: str = "<heartbeat_key>"
+    service_password: str = "<service-user-password>"
+    ca_key_passphrase: str = "<ca_private_key_passphrase>"
+    server_certs_key_passphrase: str = "<server_certs_key_passphrase>"
+
+
+Sections = dict[str, dict[str, str]]
+
+
+def _bool(v: bool) -> str:
+    return "true" if v else "false"
+
+
+def _ip_port(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def config_sections(spec: OctaviaDeploymentSpec, cloud: CloudValues) -> Sections:
+    """The non-secret octavia.conf, section by section (spec overrides merged last)."""
+    rel = RELEASES[spec.release]
+    ident = spec.identity
+    cafile = n.CLOUD_CA_FILE if spec.cloud.caBundleSecret else None
+    region = spec.cloud.region
+    interface = spec.cloud.interface
+    hm_port = spec.healthManager.heartbeatPort
+
+    def auth_block(extra: dict[str, str] | None = None) -> dict[str, str]:
+        block = {
+            "auth_url": cloud.auth_url,
+            "auth_type": "password",
+            "project_domain_name": ident.projectDomain,
+            "user_domain_name": ident.userDomain,
+            "project_name": ident.serviceProject,
+            "username": ident.serviceUser,
+            "region_name": region,
+        }
+        if cafile:
+            block["cafile"] = cafile
+        block.update(extra or {})
+        return block
+
+    s: Sections = {}
+    s["DEFAULT"] = {"debug": "false", "use_stderr": "true"}
+    s["api_settings"] = {
+        "bind_host": "0.0.0.0",
+        "bind_port": str(spec.api.port),
+        "auth_strategy": "keystone",
+        "api_handler": "queue_producer",
+        "healthcheck_enabled": "true",
+        "default_provider_driver": "amphora",
+        "enabled_provider_drivers": "amphora:The Octavia Amphora driver.",
+    }
+    s["database"] = {"max_retries": "-1", "connection_recycle_time": "3600"}
+    s["health_manager"] = {
+        "bind_ip": "0.0.0.0",
+        "bind_port": str(hm_port),
+        "controller_ip_port_list": ", ".join(_ip_port(ip, hm_port) for ip in cloud.controller_ip_port_list),
+    }
+    s["keystone_authtoken"] = auth_block({
+        "www_authenticate_uri": cloud.www_authenticate_uri or cloud.auth_url,
+        "service_token_roles_required": "true",
+        "service_type": "load-balancer",
+    })
+    s["service_auth"] = auth_block()
+    s["certificates"] = {
+        "cert_generator": "local_cert_generator",
+        "ca_certificate": f"{n.CERTS_DIR}/server_ca.cert.pem",
+        "ca_private_key": f"{n.CERTS_DIR}/server_ca.key.pem",
+    }
+    s["haproxy_amphora"] = {
+        "server_ca": f"{n.CERTS_DIR}/server_ca.bundle.pem",
+        "client_cert": f"{n.CERTS_DIR}/client.cert-and-key.pem",
+        "base_path": "/var/lib/octavia",
+        "base_cert_dir": "/var/lib/octavia/certs",
+    }
+    cw = {
+        "amp_image_tag": spec.amphora.image.tag,
+        "amp_image_owner_id": cloud.image_owner_id,
+        "amp_flavor_id": cloud.flavor_id,
+        "amp_secgroup_list": cloud.amphora_secgroup_id,
+        "amp_boot_network_list": cloud.network_id,
+        "client_ca": f"{n.CERTS_DIR}/client_ca.bundle.pem",
+        "loadbalancer_topology": spec.amphora.topology,
+        "amphora_driver": "amphora_haproxy_rest_driver",
+        "compute_driver": "compute_nova_driver",
+        "network_driver": "allowed_address_pairs_driver",
+        "volume_driver": "volume_noop_driver",
+    }
+    if spec.amphora.ssh.enabled:
+        cw["amp_ssh_key_name"] = spec.amphora.ssh.keyName
+    s["controller_worker"] = cw
+    s["oslo_messaging"] = {"topic": "octavia_prov"}
+    s["oslo_concurrency"] = {"lock_path": "/var/lib/octavia/tmp"}
+    s["house_keeping"] = {}
+    for svc in ("nova", "glance"):
+        block = {"region_name": region, "endpoint_type": f"{interface}URL"}
+        if cafile:
+            block["ca_certificates_file"] = cafile
+        s[svc] = block
+    if rel.neutron_ksa_options:
+        neutron = {"region_name": region, "valid_interfaces": interface}
+        if cafile:
+            neutron["cafile"] = cafile
+    else:  # pragma: no cover - no supported release uses the old names today
+        neutron = {"region_name": region, "endpoint_type": interface}
+    s["neutron"] = neutron
+    for section, opts in (spec.config or {}).items():
+        s.setdefault(section, {}).update(opts)
+    return s
+
+
+def secret_sections(secrets: SecretValues) -> Sections:
+    return {
+        "DEFAULT": {"transport_url": secrets.transport_url},
+        "database": {"connection": secrets.database_url},
+        "health_manager": {"heartbeat_key": secrets.heartbeat_key},
+        "keystone_authtoken": {"password": secrets.service_password},
+        "service_auth": {"password": secrets.service_password},
+        "certificates": {
+            "ca_private_key_passphrase": secrets.ca_key_passphrase,
+            "server_certs_key_passphrase": secrets.server_certs_key_passphrase,
+        },
+    }
+
+
+def to_ini(sections: Sections, header: str) -> str:
+    out = io.StringIO()
+    out.write("".join(f"# {line}\n" for line in header.splitlines()))
+    for section, opts in sections.items():
+        out.write(f"\n[{section}]\n")
+        for k, v in opts.items():
+            out.write(f"{k} = {v}\n")
+    return out.getvalue()
+
+
+def render_octavia_conf(spec: OctaviaDeploymentSpec, cloud: CloudValues) -> str:
+    return to_ini(config_sections(spec, cloud),
+                  "octavia.conf rendered by octavia-operator. Do not edit: change the OctaviaDeployment.\n"
+                  f"Secrets are in a separate file ({n.SECRETS_CONF_FILE}), merged by oslo.config.")
+
+
+def render_secrets_conf(secrets: SecretValues) -> str:
+    return to_ini(secret_sections(secrets), "Secret options of octavia.conf, rendered by octavia-operator.")
+
+
+def parse(text: str) -> configparser.ConfigParser:
+    cp = configparser.ConfigParser(interpolation=None, default_section="__none__")
+    cp.optionxform = str  # type: ignore[assignment,method-assign]
+    cp.read_string(text)
+    return cp

@@ -1,0 +1,572 @@
+"""Desired Kubernetes objects of one OctaviaDeployment (pure).
+
+``build(inputs)`` returns every child object: ServiceAccounts, the config ConfigMap and
+Secrets, the host-agent assignment ConfigMap and DaemonSet, the embedded MariaDB and
+RabbitMQ (when used), the db-sync Job and the four Octavia Deployments with the API's
+Service and PodDisruptionBudget. ``octavia-operator render`` prints them; the reconcile
+applies them. Values that only the cloud or the cluster can give are placeholders.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .. import names as n
+from ..releases import Images, images
+from ..spec import OctaviaDeploymentSpec, Component, Toleration
+from .config import CloudValues, SecretValues, render_octavia_conf, render_secrets_conf
+
+OCTAVIA_UID = 42437  # the octavia user of the Kolla images
+
+
+@dataclass(frozen=True)
+class Inputs:
+    name: str
+    namespace: str
+    uid: str
+    spec: OctaviaDeploymentSpec
+    cloud: CloudValues = field(default_factory=CloudValues)
+    secrets: SecretValues = field(default_factory=SecretValues)
+    # Secret data that the steps own (certificates...), only hashed here to roll pods
+    certs_digest: str = "<certificates>"
+    # host-agent assignment document (node -> port); rendered into a ConfigMap
+    assignments: Mapping[str, Any] | None = None
+    # replicas of the health manager when spec leaves it open: one per ready node
+    ready_nodes: int = 1
+    # the OctaviaDeployment's generation of the db schema (image) that db-sync must reach
+    include_embedded: bool = True
+
+
+def digest(*parts: str | bytes) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode() if isinstance(p, str) else p)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _meta(inp: Inputs, name: str, component: str, **extra: Any) -> dict[str, Any]:
+    md = {
+        "name": name,
+        "namespace": inp.namespace,
+        "labels": n.labels(inp.name, component, inp.spec.release),
+        "ownerReferences": [{
+            "apiVersion": "octavia-operator.dev/v1alpha1", "kind": "OctaviaDeployment", "name": inp.name,
+            "uid": inp.uid, "controller": True, "blockOwnerDeletion": True}],
+    }
+    md.update(extra)
+    return md
+
+
+def _tolerations(tols: list[Toleration] | None) -> list[dict[str, Any]] | None:
+    if not tols:
+        return None
+    return [t.model_dump(exclude_none=True) for t in tols]
+
+
+def _resources(comp_resources: Any) -> dict[str, Any]:
+    return comp_resources.model_dump(exclude_none=True) if comp_resources else {}
+
+
+def _container_security(read_only: bool = True, uid: int | None = OCTAVIA_UID) -> dict[str, Any]:
+    sc: dict[str, Any] = {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": read_only,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    if uid is not None:
+        sc.update({"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid})
+    return sc
+
+
+POD_SECURITY = {"seccompProfile": {"type": "RuntimeDefault"}, "fsGroup": OCTAVIA_UID}
+
+
+def _compact(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v not in (None, {}, [])}
+
+
+# ---------------------------------------------------------------------------------------
+# config
+# ---------------------------------------------------------------------------------------
+
+def octavia_conf(inp: Inputs) -> str:
+    return render_octavia_conf(inp.spec, inp.cloud)
+
+
+def secrets_conf(inp: Inputs) -> str:
+    return render_secrets_conf(inp.secrets)
+
+
+def config_hash(inp: Inputs) -> str:
+    """Changes when octavia.conf, secrets.conf or the certificates change: rolls the pods."""
+    return digest(octavia_conf(inp), secrets_conf(inp), inp.certs_digest)[:16]
+
+
+def config_map(inp: Inputs) -> dict[str, Any]:
+    names = n.Names(inp.name)
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(inp, names.config_map, "config"),
+            "data": {"octavia.conf": octavia_conf(inp)}}
+
+
+def _secret(inp: Inputs, name: str, component: str, data: Mapping[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": _meta(inp, name, component),
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+
+
+def config_secret(inp: Inputs) -> dict[str, Any]:
+    return _secret(inp, n.Names(inp.name).config_secret, "config", {"secrets.conf": secrets_conf(inp)})
+
+
+# ---------------------------------------------------------------------------------------
+# pods
+# ---------------------------------------------------------------------------------------
+
+def _octavia_volumes(inp: Inputs) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    names = n.Names(inp.name)
+    volumes = [
+        {"name": "config", "configMap": {"name": names.config_map}},
+        {"name": "config-secrets", "secret": {"secretName": names.config_secret, "defaultMode": 0o440}},
+        {"name": "certs", "secret": {"secretName": names.certs_secret, "defaultMode": 0o440}},
+        {"name": "state", "emptyDir": {}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    mounts = [
+        {"name": "config", "mountPath": n.CONF_FILE, "subPath": "octavia.conf", "readOnly": True},
+        {"name": "config-secrets", "mountPath": n.SECRETS_CONF_FILE.rsplit("/", 1)[0], "readOnly": True},
+        {"name": "certs", "mountPath": n.CERTS_DIR, "readOnly": True},
+        {"name": "state", "mountPath": "/var/lib/octavia"},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    if inp.spec.cloud.caBundleSecret:
+        ref = inp.spec.cloud.caBundleSecret
+        volumes.append({"name": "cloud-ca", "secret": {"secretName": ref.name,
+                                                       "items": [{"key": ref.key, "path": "ca.crt"}]}})
+        mounts.append({"name": "cloud-ca", "mountPath": n.CLOUD_CA_FILE.rsplit("/", 1)[0], "readOnly": True})
+    return volumes, mounts
+
+
+def octavia_command(img_bin: str, program: str) -> list[str]:
+    return [f"{img_bin}/{program}", "--config-file", n.CONF_FILE, "--config-file", n.SECRETS_CONF_FILE]
+
+
+def _deployment(inp: Inputs, component: str, image: str, command: list[str], comp: Component, *,
+                replicas: int, host_network: bool, ports: list[dict[str, Any]] | None = None,
+                probes: dict[str, Any] | None = None, node_selector: dict[str, str] | None = None,
+                extra_pod: dict[str, Any] | None = None, pull_policy: str = "IfNotPresent") -> dict[str, Any]:
+    names = n.Names(inp.name)
+    volumes, mounts = _octavia_volumes(inp)
+    container = _compact({
+        "name": component,
+        "image": image,
+        "imagePullPolicy": pull_policy,
+        "command": command,
+        "args": [],
+        "ports": ports,
+        "resources": _resources(comp.resources),
+        "volumeMounts": mounts,
+        "securityContext": _container_security(),
+        **(probes or {}),
+    })
+    container["args"] = []
+    selector = dict(node_selector or {})
+    selector.update(comp.nodeSelector or {})
+    pod = _compact({
+        "serviceAccountName": names.service_account,
+        "automountServiceAccountToken": False,
+        "hostNetwork": host_network or None,
+        "dnsPolicy": "ClusterFirstWithHostNet" if host_network else None,
+        "nodeSelector": selector,
+        "tolerations": _tolerations(comp.tolerations),
+        "priorityClassName": comp.priorityClassName,
+        "securityContext": POD_SECURITY,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 60,
+        "containers": [container],
+        "volumes": volumes,
+        **(extra_pod or {}),
+    })
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": _meta(inp, names.component(component), component),
+        "spec": {
+            "replicas": replicas,
+            "revisionHistoryLimit": 5,
+            "selector": {"matchLabels": n.selector(inp.name, component)},
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0 if host_network else 1}},
+            "template": {
+                "metadata": {"labels": n.labels(inp.name, component, inp.spec.release),
+                             "annotations": {n.CONFIG_HASH_ANNOTATION: config_hash(inp)}},
+                "spec": pod,
+            },
+        },
+    }
+
+
+def _amphora_node_selector(inp: Inputs) -> dict[str, str]:
+    """Worker, health manager and housekeeping run only where o-hm0 is plumbed and verified."""
+    sel = dict(inp.spec.healthManager.nodeSelector)
+    sel[n.Names(inp.name).o_hm0_label(inp.namespace)] = "ready"
+    return sel
+
+
+def _spread(inp: Inputs, component: str) -> dict[str, Any]:
+    return {"topologySpreadConstraints": [{
+        "maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": n.selector(inp.name, component)}}]}
+
+
+def api_command(inp: Inputs, bin_dir: str) -> list[str]:
+    """uWSGI serving Octavia's WSGI application (the octavia-api script is a single-threaded test server)."""
+    from ..releases import RELEASES
+    rel = RELEASES[inp.spec.release]
+    app = ["--module", rel.api_wsgi_module] if rel.api_wsgi_module else ["--wsgi-file", f"{bin_dir}/octavia-wsgi"]
+    return [f"{bin_dir}/uwsgi", "--http-socket", f":{inp.spec.api.port}", *app,
+            "--pyargv", f"--config-file {n.CONF_FILE} --config-file {n.SECRETS_CONF_FILE}",
+            "--master", "--processes", "2", "--threads", "4", "--die-on-term", "--lazy-apps",
+            "--add-header", "Connection: close", "--buffer-size", "65535", "--thunder-lock",
+            "--enable-threads", "--http-auto-chunked", "--http-raw-body"]
+
+
+def api_deployment(inp: Inputs, img: Images, bin_dir: str) -> dict[str, Any]:
+    port = inp.spec.api.port
+    probe = {"httpGet": {"path": "/healthcheck", "port": "api"}, "periodSeconds": 10, "timeoutSeconds": 5}
+    return _deployment(
+        inp, "api", img.api, api_command(inp, bin_dir), inp.spec.api,
+        replicas=inp.spec.api.replicas, host_network=False, pull_policy=img.pull_policy,
+        ports=[{"name": "api", "containerPort": port, "protocol": "TCP"}],
+        probes={"readinessProbe": {**probe, "failureThreshold": 3},
+                "livenessProbe": {**probe, "initialDelaySeconds": 30, "failureThreshold": 6}},
+        extra_pod=_spread(inp, "api"))
+
+
+def worker_deployment(inp: Inputs, img: Images, bin_dir: str) -> dict[str, Any]:
+    return _deployment(inp, "worker", img.worker, octavia_command(bin_dir, "octavia-worker"), inp.spec.worker,
+                       replicas=inp.spec.worker.replicas, host_network=True, pull_policy=img.pull_policy,
+                       node_selector=_amphora_node_selector(inp), extra_pod=_spread(inp, "worker"))
+
+
+def health_manager_deployment(inp: Inputs, img: Images, bin_dir: str) -> dict[str, Any]:
+    hm = inp.spec.healthManager
+    port = hm.heartbeatPort
+    replicas = hm.replicas if hm.replicas is not None else max(inp.ready_nodes, 1)
+    return _deployment(
+        inp, "health-manager", img.health_manager, octavia_command(bin_dir, "octavia-health-manager"), hm,
+        replicas=replicas, host_network=True, pull_policy=img.pull_policy,
+        # hostPort: the scheduler never puts two health managers on one node (they bind the same port)
+        ports=[{"name": "heartbeat", "containerPort": port, "hostPort": port, "protocol": "UDP"}],
+        node_selector=_amphora_node_selector(inp))
+
+
+def housekeeping_deployment(inp: Inputs, img: Images, bin_dir: str) -> dict[str, Any]:
+    return _deployment(inp, "housekeeping", img.housekeeping, octavia_command(bin_dir, "octavia-housekeeping"),
+                       inp.spec.housekeeping, replicas=inp.spec.housekeeping.replicas, host_network=True,
+                       pull_policy=img.pull_policy, node_selector=_amphora_node_selector(inp))
+
+
+def api_service(inp: Inputs) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": _meta(inp, n.Names(inp.name).api_service, "api"),
+            "spec": {"type": "ClusterIP", "selector": n.selector(inp.name, "api"),
+                     "ports": [{"name": "api", "port": inp.spec.api.port, "targetPort": "api", "protocol": "TCP"}]}}
+
+
+def api_pdb(inp: Inputs) -> dict[str, Any]:
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": _meta(inp, n.Names(inp.name).component("api"), "api"),
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": n.selector(inp.name, "api")}}}
+
+
+def internal_api_url(name: str, namespace: str, port: int) -> str:
+    return f"http://{n.Names(name).api_service}.{namespace}.svc:{port}"
+
+
+# ---------------------------------------------------------------------------------------
+# db-sync
+# ---------------------------------------------------------------------------------------
+
+def db_sync_job(inp: Inputs, img: Images, bin_dir: str) -> dict[str, Any]:
+    """Runs ``octavia-db-manage upgrade head``; named after the image so a new release re-runs it."""
+    names = n.Names(inp.name)
+    volumes, mounts = _octavia_volumes(inp)
+    job_digest = digest(img.db_sync)
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": _meta(inp, names.db_sync_job(job_digest), "db-sync",
+                          annotations={f"{n.CONFIG_HASH_ANNOTATION}": job_digest[:16]}),
+        "spec": {
+            "backoffLimit": 6,
+            "template": {
+                "metadata": {"labels": n.labels(inp.name, "db-sync", inp.spec.release)},
+                "spec": {
+                    "restartPolicy": "OnFailure",
+                    "serviceAccountName": names.service_account,
+                    "automountServiceAccountToken": False,
+                    "securityContext": POD_SECURITY,
+                    "enableServiceLinks": False,
+                    "containers": [{
+                        "name": "db-sync", "image": img.db_sync, "imagePullPolicy": img.pull_policy,
+                        "command": [f"{bin_dir}/octavia-db-manage", "--config-file", n.CONF_FILE,
+                                    "--config-file", n.SECRETS_CONF_FILE, "upgrade", "head"],
+                        "args": [],
+                        "volumeMounts": mounts,
+                        "securityContext": _container_security(),
+                    }],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# host agent
+# ---------------------------------------------------------------------------------------
+
+def assignments_doc(inp: Inputs, network: Mapping[str, Any] | None = None,
+                    nodes: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """The host agents' input (see docs/hostagent.md): one entry per node with a port."""
+    ha = inp.spec.hostAgent
+    net = dict(network or {"id": "<network-id>", "cidr": inp.spec.managementNetwork.cidr, "mtu": 1450})
+    return {
+        "version": 1,
+        "deployment": f"{inp.namespace}/{inp.name}",
+        "driver": ha.driver,
+        "interface": ha.interfaceName,
+        "integrationBridge": ha.integrationBridge,
+        "linuxBridge": "brq" + str(net["id"])[:11],
+        "networkId": net["id"],
+        "subnet": {"cidr": net["cidr"], "ipVersion": 6 if ":" in str(net["cidr"]) else 4},
+        "mtu": net["mtu"],
+        "heartbeatPort": inp.spec.healthManager.heartbeatPort,
+        "extraUdpPorts": [],
+        "nodes": dict(nodes if nodes is not None else {
+            "<node>": {"portId": "<port-id>", "mac": "<mac>", "ip": "<ip>", "prefixLength": 24, "bound": True}}),
+    }
+
+
+def hostagent_config_map(inp: Inputs) -> dict[str, Any]:
+    doc = inp.assignments if inp.assignments is not None else assignments_doc(inp)
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(inp, n.Names(inp.name).hostagent, "hostagent"),
+            "data": {"assignments.json": json.dumps(doc, indent=2, sort_keys=True)}}
+
+
+def hostagent_daemonset(inp: Inputs, img: Images) -> dict[str, Any]:
+    names = n.Names(inp.name)
+    ha = inp.spec.hostAgent
+    ovs_dir = ha.ovsdbSocket.rsplit("/", 1)[0] or "/"
+    tolerations = _tolerations(ha.tolerations) or [{"operator": "Exists"}]
+    container = _compact({
+        "name": "hostagent",
+        "image": img.host_agent,
+        "imagePullPolicy": img.pull_policy,
+        "command": ["octavia-hostagent", "run", "--assignments", n.HOSTAGENT_ASSIGNMENTS,
+                    "--ovsdb", f"unix:{ha.ovsdbSocket}", "--state-dir", "/var/lib/octavia-hostagent",
+                    "--status-file", "/run/octavia-hostagent/status.json"],
+        "args": [],
+        "env": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+        "resources": _resources(ha.resources) or {"requests": {"cpu": "10m", "memory": "64Mi"},
+                                                   "limits": {"memory": "256Mi"}},
+        "readinessProbe": {"exec": {"command": ["octavia-hostagent", "status", "--ready",
+                                                "--status-file", "/run/octavia-hostagent/status.json"]},
+                           "periodSeconds": 10, "timeoutSeconds": 5},
+        # root in the host network namespace, but no privileged mode: NET_ADMIN for links,
+        # addresses and firewall rules; NET_RAW for iptables; the OVSDB socket is root's.
+        "securityContext": {"privileged": False, "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "runAsUser": 0, "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW"]}},
+        "volumeMounts": [
+            {"name": "assignments", "mountPath": n.HOSTAGENT_ASSIGNMENTS.rsplit("/", 1)[0], "readOnly": True},
+            {"name": "ovs-run", "mountPath": ovs_dir},
+            {"name": "state", "mountPath": "/var/lib/octavia-hostagent"},
+            {"name": "run", "mountPath": "/run/octavia-hostagent"},
+            {"name": "xtables-lock", "mountPath": "/run/xtables.lock"},
+        ],
+    })
+    container["args"] = []
+    return {
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": _meta(inp, names.hostagent, "hostagent"),
+        "spec": {
+            "selector": {"matchLabels": n.selector(inp.name, "hostagent")},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+            "template": {
+                "metadata": {"labels": n.labels(inp.name, "hostagent", inp.spec.release)},
+                "spec": {
+                    "hostNetwork": True,
+                    "dnsPolicy": "ClusterFirstWithHostNet",
+                    "serviceAccountName": f"{names.hostagent}",
+                    "automountServiceAccountToken": False,
+                    "priorityClassName": "system-node-critical",
+                    "nodeSelector": dict(inp.spec.healthManager.nodeSelector),
+                    "tolerations": tolerations,
+                    "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                    "terminationGracePeriodSeconds": 30,
+                    "containers": [container],
+                    "volumes": [
+                        {"name": "assignments", "configMap": {"name": names.hostagent}},
+                        {"name": "ovs-run", "hostPath": {"path": ovs_dir, "type": "DirectoryOrCreate"}},
+                        {"name": "state", "hostPath": {"path": "/var/lib/octavia-hostagent",
+                                                       "type": "DirectoryOrCreate"}},
+                        {"name": "run", "emptyDir": {"medium": "Memory"}},
+                        {"name": "xtables-lock", "hostPath": {"path": "/run/xtables.lock", "type": "FileOrCreate"}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# embedded MariaDB and RabbitMQ (trials)
+# ---------------------------------------------------------------------------------------
+
+def _statefulset(inp: Inputs, name: str, component: str, image: str, port: int, port_name: str,
+                 env: list[dict[str, Any]], data_path: str, store: Any, probe_cmd: list[str],
+                 uid: int, pull_policy: str, extra_ports: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": _meta(inp, name, component),
+           "spec": {"clusterIP": "None", "selector": n.selector(inp.name, component),
+                    "ports": [{"name": port_name, "port": port, "targetPort": port_name, "protocol": "TCP"}]}}
+    pvc_spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"],
+                                "resources": {"requests": {"storage": store.storageSize}}}
+    if store.storageClassName:
+        pvc_spec["storageClassName"] = store.storageClassName
+    probe = {"exec": {"command": probe_cmd}, "periodSeconds": 10, "timeoutSeconds": 5}
+    sts = {
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": _meta(inp, name, component),
+        "spec": {
+            "serviceName": name, "replicas": 1,
+            "selector": {"matchLabels": n.selector(inp.name, component)},
+            "template": {
+                "metadata": {"labels": n.labels(inp.name, component, inp.spec.release)},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}, "fsGroup": uid,
+                                        "runAsUser": uid, "runAsGroup": uid, "runAsNonRoot": True},
+                    "containers": [_compact({
+                        "name": component, "image": image, "imagePullPolicy": pull_policy,
+                        "env": env,
+                        "ports": [{"name": port_name, "containerPort": port, "protocol": "TCP"}] + (extra_ports or []),
+                        "resources": _resources(store.resources),
+                        "readinessProbe": probe,
+                        "livenessProbe": {**probe, "initialDelaySeconds": 60, "failureThreshold": 6},
+                        "volumeMounts": [{"name": "data", "mountPath": data_path}],
+                        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                    })],
+                },
+            },
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": pvc_spec}],
+        },
+    }
+    return [svc, sts]
+
+
+def embedded_mariadb(inp: Inputs, img: Images) -> list[dict[str, Any]]:
+    names = n.Names(inp.name)
+    store = inp.spec.database.embedded or _default_store()
+    env = [
+        {"name": "MARIADB_ROOT_PASSWORD", "valueFrom": {"secretKeyRef": {"name": names.database_secret,
+                                                                         "key": "root-password"}}},
+        {"name": "MARIADB_DATABASE", "value": "octavia"},
+        {"name": "MARIADB_USER", "value": "octavia"},
+        {"name": "MARIADB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": names.database_secret,
+                                                                    "key": "password"}}},
+    ]
+    return _statefulset(inp, names.mariadb, "mariadb", img.mariadb, 3306, "mysql", env, "/var/lib/mysql", store,
+                        ["healthcheck.sh", "--connect", "--innodb_initialized"], 999, img.pull_policy)
+
+
+def embedded_rabbitmq(inp: Inputs, img: Images) -> list[dict[str, Any]]:
+    names = n.Names(inp.name)
+    store = inp.spec.messaging.embedded or _default_store()
+    env = [
+        {"name": "RABBITMQ_DEFAULT_USER", "value": "octavia"},
+        {"name": "RABBITMQ_DEFAULT_PASS", "valueFrom": {"secretKeyRef": {"name": names.messaging_secret,
+                                                                         "key": "password"}}},
+        {"name": "RABBITMQ_ERLANG_COOKIE", "valueFrom": {"secretKeyRef": {"name": names.messaging_secret,
+                                                                          "key": "erlang-cookie"}}},
+    ]
+    return _statefulset(inp, names.rabbitmq, "rabbitmq", img.rabbitmq, 5672, "amqp", env, "/var/lib/rabbitmq",
+                        store, ["rabbitmq-diagnostics", "-q", "check_port_connectivity"], 999, img.pull_policy)
+
+
+def _default_store() -> Any:
+    from ..spec import EmbeddedStore
+    return EmbeddedStore()
+
+
+# ---------------------------------------------------------------------------------------
+# everything
+# ---------------------------------------------------------------------------------------
+
+def service_accounts(inp: Inputs) -> list[dict[str, Any]]:
+    names = n.Names(inp.name)
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "automountServiceAccountToken": False,
+         "metadata": _meta(inp, names.service_account, "octavia")},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "automountServiceAccountToken": False,
+         "metadata": _meta(inp, names.hostagent, "hostagent")},
+    ]
+
+
+def build(inp: Inputs) -> list[dict[str, Any]]:
+    """Every Kubernetes object the operator creates for this deployment, in apply order.
+
+    The Secrets the steps generate (keystone password, passphrases, certificates, database
+    and messaging credentials) are not built here: they hold generated values and are
+    created by their steps; ``render`` lists them separately with placeholders.
+    """
+    spec = inp.spec
+    img = images(spec.release, spec.images)
+    from ..releases import RELEASES
+    bin_dir = RELEASES[spec.release].bin_dir
+    objs: list[dict[str, Any]] = []
+    objs += service_accounts(inp)
+    objs.append(config_map(inp))
+    objs.append(config_secret(inp))
+    objs.append(hostagent_config_map(inp))
+    objs.append(hostagent_daemonset(inp, img))
+    if inp.include_embedded and spec.database.mode == "embedded":
+        objs += embedded_mariadb(inp, img)
+    if inp.include_embedded and spec.messaging.mode == "embedded":
+        objs += embedded_rabbitmq(inp, img)
+    objs.append(db_sync_job(inp, img, bin_dir))
+    objs.append(api_service(inp))
+    objs.append(api_pdb(inp))
+    objs.append(api_deployment(inp, img, bin_dir))
+    objs.append(worker_deployment(inp, img, bin_dir))
+    objs.append(health_manager_deployment(inp, img, bin_dir))
+    objs.append(housekeeping_deployment(inp, img, bin_dir))
+    return objs
+
+
+GENERATED_SECRETS = {
+    # secret name attribute -> (component, keys) ; values are generated by the steps
+    "keystone_secret": ("identity", ("password",)),
+    "passphrases_secret": ("certificates", ("ca-key-passphrase", "server-certs-key-passphrase", "heartbeat-key")),
+    "certs_secret": ("certificates", ("server_ca.cert.pem", "server_ca.key.pem", "server_ca.bundle.pem",
+                                      "client_ca.cert.pem", "client_ca.bundle.pem", "client_ca.key.pem",
+                                      "client.cert.pem", "client.cert-and-key.pem")),
+    "database_secret": ("database", ("connection", "password", "root-password")),
+    "messaging_secret": ("messaging", ("transport_url", "password", "erlang-cookie")),
+}
+
+
+def generated_secret_placeholders(inp: Inputs) -> list[dict[str, Any]]:
+    """The Secrets the steps generate, with placeholder values (for ``render`` only)."""
+    names = n.Names(inp.name)
+    out = []
+    for attr, (component, keys) in GENERATED_SECRETS.items():
+        if attr == "database_secret" and inp.spec.database.mode == "external":
+            continue
+        if attr == "messaging_secret" and inp.spec.messaging.mode == "external":
+            continue
+        out.append(_secret(inp, getattr(names, attr), component, {k: "<generated>" for k in keys}))
+    if inp.spec.amphora.ssh.enabled:
+        out.append(_secret(inp, names.ssh_secret, "ssh", {"id_ecdsa": "<generated>", "id_ecdsa.pub": "<generated>"}))
+    return out

@@ -1,0 +1,124 @@
+"""kopf handlers: thin wrappers that build a Context and call the one reconcile.
+
+create / update / resume and a periodic timer (drift repair) all run the same idempotent
+``reconcile.reconcile``; only what differs is written to ``.status``. Deleting the resource
+honours ``deletionPolicy`` (Retain: nothing in OpenStack is touched; Kubernetes children go
+with their owner reference).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import kopf
+
+from . import reconcile as r
+from .spec import GROUP, PLURAL, VERSION
+
+log = logging.getLogger(__name__)
+
+DRIFT_INTERVAL = float(os.environ.get("OCTAVIA_OPERATOR_DRIFT_INTERVAL", "300"))
+RETRY_DELAY = float(os.environ.get("OCTAVIA_OPERATOR_RETRY_DELAY", "30"))
+
+_kube: Any = None
+
+
+def kube() -> Any:
+    """The operator's Kubernetes client (built once from the in-cluster or kubeconfig settings)."""
+    global _kube
+    if _kube is None:
+        from kubernetes import client, config
+
+        from .k8s import Kube
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        _kube = Kube(client.ApiClient())
+    return _kube
+
+
+def set_kube(k: Any) -> None:
+    """Tests point the operator at their own API server."""
+    global _kube
+    _kube = k
+
+
+def cloud_from_secret(ctx: r.Context) -> Any:
+    """Connect to OpenStack with the clouds.yaml from the credentials Secret."""
+    from .openstack import session
+    spec = ctx.spec
+    assert spec is not None
+    ref = spec.cloud.credentialsSecret
+    data = ctx.kube.read_secret(ctx.namespace, ref.name)
+    if data is None:
+        raise r.StepError("CredentialsSecretNotFound", f"Secret {ctx.namespace}/{ref.name} does not exist")
+    if ref.key not in data:
+        raise r.StepError("CredentialsSecretKeyMissing", f"Secret {ref.name} has no key {ref.key!r}")
+    cacert = None
+    if spec.cloud.caBundleSecret:
+        ca = ctx.kube.read_secret(ctx.namespace, spec.cloud.caBundleSecret.name) or {}
+        cacert = ca.get(spec.cloud.caBundleSecret.key)
+        if cacert is None:
+            raise r.StepError("CABundleNotFound", f"Secret {spec.cloud.caBundleSecret.name} or its key "
+                              f"{spec.cloud.caBundleSecret.key!r} does not exist")
+    return session.connect(data[ref.key], spec.cloud.cloudName, spec.cloud.region, spec.cloud.interface, cacert)
+
+
+def _context(body: Any, meta: Any, spec: Any, status: Any) -> r.Context:
+    return r.Context(
+        name=meta["name"], namespace=meta["namespace"], uid=meta["uid"], generation=meta.get("generation"),
+        raw_spec=dict(spec or {}), status=dict(status or {}), kube=kube(), cloud_factory=cloud_from_secret)
+
+
+def _run(body: Any, meta: Any, spec: Any, status: Any, patch: Any, logger: Any) -> None:
+    ctx = _context(body, meta, spec, status)
+    with r.lock_for(ctx.uid):
+        outcome = r.reconcile(ctx)
+    for key, value in outcome.status_patch.items():
+        patch.status[key] = value
+    for etype, reason, message in outcome.events:
+        (kopf.warn if etype == "Warning" else kopf.info)(body, reason=reason, message=message)
+    ready = next(c for c in outcome.conditions if c.type == "Ready")
+    logger.info("reconciled: Ready=%s (%s)", ready.status, ready.reason)
+    if outcome.transient:
+        # the status patch is applied with the retry; the next attempt comes after the delay
+        raise kopf.TemporaryError(f"transient failure ({ready.reason}); retrying", delay=RETRY_DELAY)
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+def reconcile_handler(body: Any, meta: Any, spec: Any, status: Any, patch: Any, logger: Any, **_: Any) -> None:
+    _run(body, meta, spec, status, patch, logger)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_INTERVAL, initial_delay=DRIFT_INTERVAL, idle=None)
+def drift_timer(body: Any, meta: Any, spec: Any, status: Any, patch: Any, logger: Any, **_: Any) -> None:
+    if meta.get("deletionTimestamp"):
+        return
+    try:
+        _run(body, meta, spec, status, patch, logger)
+    except kopf.TemporaryError:
+        pass  # the timer runs again anyway
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+def delete_handler(spec: Any, meta: Any, logger: Any, **_: Any) -> None:
+    policy = (spec or {}).get("deletionPolicy", "Retain")
+    if policy == "Retain":
+        logger.info("deletionPolicy Retain: OpenStack resources are kept; Kubernetes children go with their owner")
+        return
+    # deletionPolicy Delete: nothing in OpenStack is created by this version yet (issue #3
+    # adds the cloud resources and their ordered, ownership-checked teardown).
+    logger.info("deletionPolicy Delete: no OpenStack resources are owned by this deployment")
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP, key="last-handled-configuration")
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = int(os.environ.get("OCTAVIA_OPERATOR_WATCH_TIMEOUT", "300"))

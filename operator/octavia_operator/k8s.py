@@ -1,0 +1,183 @@
+"""The one Kubernetes I/O layer of the operator.
+
+A thin, generic client over ``kubernetes.client.ApiClient`` for plain dict objects:
+get / list / create / merge-patch / delete by apiVersion and kind, plus ``apply``,
+which writes only when the live object differs from the desired one (level-based,
+no write on a converged system). Everything else in the operator builds dicts.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from kubernetes import client as kclient
+from kubernetes.client.rest import ApiException
+
+log = logging.getLogger(__name__)
+
+# (apiVersion, kind) -> (plural, namespaced)
+RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
+    ("v1", "Secret"): ("secrets", True),
+    ("v1", "ConfigMap"): ("configmaps", True),
+    ("v1", "Service"): ("services", True),
+    ("v1", "ServiceAccount"): ("serviceaccounts", True),
+    ("v1", "PersistentVolumeClaim"): ("persistentvolumeclaims", True),
+    ("v1", "Pod"): ("pods", True),
+    ("v1", "Event"): ("events", True),
+    ("v1", "Node"): ("nodes", False),
+    ("v1", "Namespace"): ("namespaces", False),
+    ("apps/v1", "Deployment"): ("deployments", True),
+    ("apps/v1", "StatefulSet"): ("statefulsets", True),
+    ("apps/v1", "DaemonSet"): ("daemonsets", True),
+    ("batch/v1", "Job"): ("jobs", True),
+    ("policy/v1", "PodDisruptionBudget"): ("poddisruptionbudgets", True),
+    ("octavia-operator.dev/v1alpha1", "OctaviaDeployment"): ("octaviadeployments", True),
+}
+
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class NotFound(Exception):
+    pass
+
+
+class Conflict(Exception):
+    pass
+
+
+def _path(api_version: str, kind: str, namespace: str | None, name: str | None = None) -> str:
+    try:
+        plural, namespaced = RESOURCES[(api_version, kind)]
+    except KeyError:
+        raise ValueError(f"unknown resource {api_version} {kind}") from None
+    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    if namespaced:
+        if not namespace:
+            raise ValueError(f"{kind} is namespaced: a namespace is needed")
+        base += f"/namespaces/{namespace}"
+    base += f"/{plural}"
+    return base + (f"/{name}" if name else "")
+
+
+def is_subset(desired: Any, live: Any) -> bool:
+    """True when every field of ``desired`` has the same value in ``live``.
+
+    Fields the server adds (defaults, status, bookkeeping) are ignored; lists must have
+    the same length and match element-wise, so a removed container or port is noticed.
+    """
+    if isinstance(desired, dict):
+        if not isinstance(live, dict):
+            return False
+        return all(is_subset(v, live.get(k)) for k, v in desired.items())
+    if isinstance(desired, list):
+        if not isinstance(live, list) or len(desired) != len(live):
+            return False
+        return all(is_subset(d, lv) for d, lv in zip(desired, live))
+    if desired is None:
+        return live is None
+    if isinstance(desired, (int, float)) and isinstance(live, (int, float)) and not isinstance(desired, bool):
+        return desired == live
+    return desired == live or (isinstance(live, str) and str(desired) == live and not isinstance(desired, bool))
+
+
+def _normalise_secret(obj: dict[str, Any]) -> dict[str, Any]:
+    """Compare Secrets by their base64 ``data`` (the server turns stringData into data)."""
+    if obj.get("kind") != "Secret" or "stringData" not in obj:
+        return obj
+    out = dict(obj)
+    data = dict(out.get("data") or {})
+    for k, v in out.pop("stringData").items():
+        data[k] = base64.b64encode(v.encode()).decode()
+    out["data"] = data
+    return out
+
+
+@dataclass
+class WriteLog:
+    """Counts writes, so tests can assert that a converged reconcile writes nothing."""
+
+    entries: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def add(self, verb: str, kind: str, name: str) -> None:
+        self.entries.append((verb, kind, name))
+
+
+class Kube:
+    def __init__(self, api_client: kclient.ApiClient | None = None):
+        self.api = api_client or kclient.ApiClient()
+        self.writes = WriteLog()
+
+    # -- raw verbs -------------------------------------------------------------------
+    def _call(self, method: str, path: str, body: Any = None, query: Iterable[tuple[str, str]] = (),
+              content_type: str = "application/json") -> Any:
+        try:
+            data = self.api.call_api(
+                path, method, query_params=list(query), body=body,
+                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                response_type="object", auth_settings=["BearerToken"], _return_http_data_only=True)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise NotFound(path) from None
+            if exc.status == 409:
+                raise Conflict(path) from None
+            raise
+        return data
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        try:
+            return self._call("GET", _path(api_version, kind, namespace, name))
+        except NotFound:
+            return None
+
+    def list(self, api_version: str, kind: str, namespace: str | None = None,
+             label_selector: str | None = None) -> list[dict[str, Any]]:
+        q = [("labelSelector", label_selector)] if label_selector else []
+        return list((self._call("GET", _path(api_version, kind, namespace), query=q) or {}).get("items") or [])
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        md = obj["metadata"]
+        self.writes.add("create", obj["kind"], md["name"])
+        return self._call("POST", _path(obj["apiVersion"], obj["kind"], md.get("namespace")), body=obj)
+
+    def merge_patch(self, api_version: str, kind: str, name: str, namespace: str | None,
+                    patch: dict[str, Any], subresource: str | None = None) -> dict[str, Any]:
+        self.writes.add("patch" + (f"/{subresource}" if subresource else ""), kind, name)
+        path = _path(api_version, kind, namespace, name) + (f"/{subresource}" if subresource else "")
+        return self._call("PATCH", path, body=patch, content_type=MERGE_PATCH)
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
+        self.writes.add("delete", kind, name)
+        try:
+            self._call("DELETE", _path(api_version, kind, namespace, name),
+                       body={"propagationPolicy": "Background"})
+            return True
+        except NotFound:
+            return False
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        obj = self.get("v1", "Secret", name, namespace)
+        if obj is None:
+            return None
+        return {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
+
+    # -- level-based apply -------------------------------------------------------------
+    def apply(self, desired: dict[str, Any], *, immutable: bool = False) -> tuple[str, dict[str, Any]]:
+        """Create the object, or merge-patch it when it differs; return (action, live object).
+
+        ``immutable`` objects (Jobs) are never patched: a differing one is reported as
+        ``"differs"`` and the caller decides (e.g. a Job is replaced under a new name).
+        """
+        md = desired["metadata"]
+        live = self.get(desired["apiVersion"], desired["kind"], md["name"], md.get("namespace"))
+        if live is None:
+            return "created", self.create(desired)
+        want = _normalise_secret(desired)
+        if is_subset({k: v for k, v in want.items() if k != "status"}, live):
+            return "unchanged", live
+        if immutable:
+            return "differs", live
+        patch = {k: v for k, v in want.items() if k not in ("apiVersion", "kind", "status")}
+        return "patched", self.merge_patch(desired["apiVersion"], desired["kind"], md["name"],
+                                           md.get("namespace"), patch)

@@ -1,0 +1,1 @@
+"""One module per OpenStack service, behind narrow interfaces; session.py builds connections."""

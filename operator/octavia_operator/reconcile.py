@@ -1,0 +1,207 @@
+"""The reconcile: an ordered list of idempotent steps, each reporting one condition.
+
+Handlers (``handlers.py``) call :func:`reconcile` with a :class:`Context`; it runs every
+step whose dependencies are satisfied, collects one condition per step plus ``Ready``,
+and returns the status to write (only what differs from the current status). Steps do
+their I/O through the context's clients, so tests can run them against fakes or the
+loopback cloud. A step that is not built yet says so in its condition; it never
+pretends to be ready.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pydantic
+
+from . import conditions as c
+from .spec import OctaviaDeploymentSpec, parse_spec
+
+log = logging.getLogger(__name__)
+
+
+class StepError(Exception):
+    """A failure the user must act on (bad input, missing Secret, forbidden, quota...)."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class TransientError(StepError):
+    """A failure that goes away by itself (5xx, timeout, unreachable): retried with backoff."""
+
+
+@dataclass
+class Result:
+    status: str
+    reason: str
+    message: str = ""
+
+    @classmethod
+    def ok(cls, reason: str = "Ready", message: str = "") -> "Result":
+        return cls(c.TRUE, reason, message)
+
+
+@dataclass
+class Context:
+    """Everything one reconcile of one OctaviaDeployment needs."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int | None
+    raw_spec: dict[str, Any]
+    status: dict[str, Any]
+    kube: Any = None                      # octavia_operator.k8s.Kube (or a fake)
+    cloud_factory: Callable[["Context"], Any] | None = None
+    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    spec: OctaviaDeploymentSpec | None = None
+    # values steps hand to later steps (and to status): cloud connection, IDs, ...
+    out: dict[str, Any] = field(default_factory=dict)
+    # status fields steps want written besides conditions (merged into .status)
+    status_updates: dict[str, Any] = field(default_factory=dict)
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+
+    def event(self, etype: str, reason: str, message: str) -> None:
+        self.events.append((etype, reason, message))
+
+    @property
+    def owner_reference(self) -> dict[str, Any]:
+        from .spec import GROUP, KIND, VERSION
+        return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": self.name, "uid": self.uid,
+                "controller": True, "blockOwnerDeletion": True}
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    condition: str
+    run: Callable[[Context], Result]
+    depends: tuple[str, ...] = ()
+    issue: int | None = None  # where a step that is not built yet will be built
+
+
+def not_implemented(what: str, issue: int) -> Callable[[Context], Result]:
+    def run(ctx: Context) -> Result:
+        return Result(c.UNKNOWN, "NotImplemented",
+                      f"{what} is not implemented in this version of the operator yet (issue #{issue})")
+    return run
+
+
+# ----------------------------------------------------------------------------------
+# steps built so far
+# ----------------------------------------------------------------------------------
+
+def step_spec(ctx: Context) -> Result:
+    try:
+        ctx.spec = parse_spec(ctx.raw_spec)
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors())
+        return Result(c.FALSE, "InvalidSpec", problems)
+    return Result.ok("Valid", "the spec is valid")
+
+
+def step_cloud(ctx: Context) -> Result:
+    if ctx.cloud_factory is None:
+        raise StepError("NoCloudClient", "the operator was started without an OpenStack client factory")
+    conn = ctx.cloud_factory(ctx)
+    ctx.out["cloud"] = conn
+    from .openstack import session
+    info = session.probe(conn)
+    ctx.out["cloud_info"] = info
+    return Result.ok("Connected", f"authenticated to {info['auth_url']} as {info['user']} "
+                                  f"(project {info['project']}, region {info['region']})")
+
+
+STEPS: list[Step] = [
+    Step("spec", "SpecValid", step_spec),
+    Step("cloud", "CloudReachable", step_cloud, depends=("spec",)),
+    Step("identity", "IdentityReady",
+         not_implemented("Keystone user, roles, service and endpoints", 3), depends=("cloud",), issue=3),
+    Step("image", "AmphoraImageReady", not_implemented("The amphora image", 3), depends=("identity",), issue=3),
+    Step("flavor", "AmphoraFlavorReady", not_implemented("The amphora flavor", 3), depends=("cloud",), issue=3),
+    Step("keypair", "SSHKeypairReady", not_implemented("The amphora SSH key pair", 3),
+         depends=("identity",), issue=3),
+    Step("network", "ManagementNetworkReady",
+         not_implemented("The management network, subnet and security groups", 3), depends=("identity",), issue=3),
+    Step("ports", "HealthManagerPortsReady", not_implemented("Health-manager ports per node", 3),
+         depends=("network",), issue=3),
+    Step("certificates", "CertificatesReady", not_implemented("Certificates and passphrases", 4),
+         depends=("spec",), issue=4),
+    Step("database", "DatabaseReady", not_implemented("The database", 4), depends=("spec",), issue=4),
+    Step("messaging", "MessagingReady", not_implemented("The message queue", 4), depends=("spec",), issue=4),
+    Step("config", "ConfigReady", not_implemented("octavia.conf", 4),
+         depends=("identity", "image", "flavor", "keypair", "network", "ports", "certificates", "database",
+                  "messaging"), issue=4),
+    Step("dbsync", "DatabaseSynced", not_implemented("The db-sync Job", 4), depends=("config",), issue=4),
+    Step("hostagent", "HostAgentReady", not_implemented("The host-agent DaemonSet", 4),
+         depends=("ports",), issue=4),
+    Step("services", "ServicesReady",
+         not_implemented("The api, worker, health-manager and housekeeping Deployments", 4),
+         depends=("dbsync", "hostagent"), issue=4),
+]
+
+
+# ----------------------------------------------------------------------------------
+# the runner
+# ----------------------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    conditions: list[c.Cond]
+    status_patch: dict[str, Any]        # only the fields that differ from the current status
+    transient: bool                     # something may succeed by itself: retry soon
+    events: list[tuple[str, str, str]]
+
+
+def run_steps(ctx: Context, steps: list[Step] | None = None) -> list[c.Cond]:
+    steps = STEPS if steps is None else steps
+    done: dict[str, str] = {}
+    conds: list[c.Cond] = []
+    for step in steps:
+        blocked = [d for d in step.depends if done.get(d) != c.TRUE]
+        if step.issue is not None:
+            res = step.run(ctx)  # not built yet: say so plainly rather than "waiting"
+        elif blocked:
+            res = Result(c.UNKNOWN, "Waiting", f"waiting for {', '.join(blocked)}")
+        else:
+            try:
+                res = step.run(ctx)
+            except TransientError as exc:
+                res = Result(c.FALSE, exc.reason, exc.message)
+                ctx.out.setdefault("_transient", []).append(step.name)
+            except StepError as exc:
+                res = Result(c.FALSE, exc.reason, exc.message)
+            except Exception as exc:  # noqa: BLE001 - reported, retried, never crashes the operator
+                log.exception("step %s failed", step.name)
+                res = Result(c.FALSE, "InternalError", f"{type(exc).__name__}: {exc}")
+                ctx.out.setdefault("_transient", []).append(step.name)
+        done[step.name] = res.status
+        conds.append(c.Cond(step.condition, res.status, res.reason, res.message))
+    return conds
+
+
+def reconcile(ctx: Context, steps: list[Step] | None = None) -> Outcome:
+    conds = run_steps(ctx, steps)
+    conds.append(c.ready_from(conds))
+    new_conditions = c.merge(ctx.status.get("conditions"), conds, ctx.generation, ctx.now)
+    desired = {"conditions": new_conditions, "observedGeneration": ctx.generation, **ctx.status_updates}
+    patch = {k: v for k, v in desired.items() if ctx.status.get(k) != v}
+    return Outcome(conds, patch, bool(ctx.out.get("_transient")), ctx.events)
+
+
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def lock_for(uid: str) -> threading.Lock:
+    """One reconcile at a time per resource (change handlers and the drift timer share it)."""
+    with _locks_guard:
+        return _locks.setdefault(uid, threading.Lock())
