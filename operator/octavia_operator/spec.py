@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 GROUP = "octavia-operator.dev"
 VERSION = "v1alpha1"
@@ -135,7 +135,7 @@ class Component(_Model):
     replicas: int = F(1, "Number of pods.", ge=0, le=64)
     resources: ResourceRequirements | None = F(None, "Compute resources of the service container.")
     nodeSelector: dict[str, str] | None = F(
-        None, "Extra node labels the pods require (added to the placement the operator computes).")
+        None, "Extra node labels the pods require (added to the placement the operator computes).", max_length=64)
     tolerations: list[Toleration] | None = F(None, "Tolerations of the pods.", max_length=32)
     priorityClassName: str | None = F(None, "PriorityClass of the pods.", max_length=253)
 
@@ -162,13 +162,27 @@ class CloudSpec(_Model):
 URL_RULE = ("isURL(self) && url(self).getScheme() in ['http', 'https']", "must be an http(s) URL")
 
 
+def _http_url(v: str) -> str:
+    from urllib.parse import urlsplit
+    try:
+        parts = urlsplit(v)
+    except ValueError:
+        raise ValueError("must be an http(s) URL") from None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an http(s) URL")
+    return v
+
+
+HttpURL = Annotated[str, AfterValidator(_http_url), Field(max_length=4096, json_schema_extra=cel(URL_RULE))]
+
+
 class Endpoints(_Model):
-    public: Annotated[str, Field(json_schema_extra=cel(URL_RULE))] | None = F(
+    public: HttpURL | None = F(
         None, "Public URL of the load-balancer API, as clients reach it (default: the internal URL).", max_length=2048)
-    internal: Annotated[str, Field(json_schema_extra=cel(URL_RULE))] | None = F(
+    internal: HttpURL | None = F(
         None, "Internal URL (default: the in-cluster Service, http://octavia-api.<namespace>.svc:9876).",
         max_length=2048)
-    admin: Annotated[str, Field(json_schema_extra=cel(URL_RULE))] | None = F(
+    admin: HttpURL | None = F(
         None, "Admin URL (default: the internal URL).", max_length=2048)
 
 
@@ -270,7 +284,7 @@ class ImageSpec(_Model):
         ("!(has(self.url) && has(self.id))", "set at most one of url and id"),
         ("!has(self.checksum) || has(self.url)", "checksum needs url", ".checksum"),
     ))
-    url: Annotated[str, Field(json_schema_extra=cel(URL_RULE))] | None = F(
+    url: HttpURL | None = F(
         None, "HTTP(S) URL of an amphora qcow2 image to upload (streamed, tagged, private, owned by the service "
         "project). When unset, an existing image carrying the tag is used.", max_length=4096)
     checksum: str | None = F(None, "Expected digest of the downloaded image, as <algorithm>:<hex> "
@@ -283,6 +297,14 @@ class ImageSpec(_Model):
     diskFormat: Literal["qcow2", "raw"] = F("qcow2", "Disk format of the uploaded image.")
     pruneSuperseded: bool = F(False, "Delete older images that carry the tag and that the operator uploaded, "
                               "once a newer one is active (they are otherwise only reported).")
+
+    @model_validator(mode="after")
+    def _source(self) -> "ImageSpec":
+        if self.url is not None and self.id is not None:
+            raise ValueError("set at most one of url and id")
+        if self.checksum is not None and self.url is None:
+            raise ValueError("checksum needs url")
+        return self
 
 
 class FlavorSpec(_Model):
@@ -400,7 +422,7 @@ class HealthManagerSpec(Component):
     nodeSelector: dict[str, str] = F(
         {"node-role.kubernetes.io/control-plane": ""},
         "Nodes that run the worker, health-manager and housekeeping services and get a health-manager "
-        "Neutron port and an o-hm0 interface.")
+        "Neutron port and an o-hm0 interface.", max_length=64)
     heartbeatPort: int = F(5555, "UDP port the health manager listens on for amphora heartbeats.", ge=1, le=65535)
     hostIdAnnotation: str = F(
         "octavia-operator.dev/neutron-host",
@@ -487,8 +509,10 @@ def _secret_keys_rule() -> str:
 
 
 ConfigOverrides = Annotated[
-    dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_]+$")], dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_]+$")], str]],
-    Field(json_schema_extra=cel((_secret_keys_rule(),
+    dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_]+$", max_length=128)],
+         Annotated[dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_]+$", max_length=128)],
+                        Annotated[str, Field(max_length=4096)]], Field(max_length=256)]],
+    Field(max_length=64, json_schema_extra=cel((_secret_keys_rule(),
                                  "secret options (passwords, passphrases, transport_url, database connection, "
                                  "heartbeat_key) cannot be set in config: the operator manages them in Secrets"))),
 ]
