@@ -881,7 +881,7 @@ class _Planner:
         separate = _load_single_cert(self.old.get(CLIENT_CERT))
         if separate is None or _der(separate) != _der(cert):
             return None, None, f"{CLIENT_CERT} does not hold the same certificate"
-        if False:
+        if not _issued_by(cert, ca.cert):
             return None, None, "not signed by the current client CA"
         bc = _ext(cert, x509.BasicConstraints)
         if bc is None or bc.ca:
