@@ -1,0 +1,251 @@
+"""The Helm chart (deploy/charts/octavia-operator) and the plain install (deploy/operator.yaml).
+
+Needs Helm (``tests/tools/get-helm.sh``); the tests skip without it, except under CI=true.
+Regenerate deploy/operator.yaml with ``.venv/bin/python tests/test_chart.py``.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import celk8s
+import k8stools
+
+ROOT = k8stools.REPO_ROOT
+CHART = ROOT / "deploy" / "charts" / "octavia-operator"
+CRD_SOURCE = ROOT / "deploy" / "crds" / "octaviadeployments.octavia-operator.dev.yaml"
+CRD_COPY = CHART / "crds" / CRD_SOURCE.name
+OPERATOR_YAML = ROOT / "deploy" / "operator.yaml"
+NAMESPACE = "octavia-operator"
+RELEASE = "octavia-operator"
+OPERATOR_YAML_ARGS = ["--namespace", NAMESPACE, "--include-crds", "--set", "createNamespace=true"]
+OPERATOR_YAML_HEADER = (
+    "# The octavia-operator installed with plain manifests: kubectl apply -f deploy/operator.yaml\n"
+    "# (CRDs, Namespace octavia-operator, ServiceAccount, RBAC, Deployment; see docs/install.md).\n"
+    "# Generated from deploy/charts/octavia-operator with\n"
+    f"#   helm template {RELEASE} deploy/charts/octavia-operator {' '.join(OPERATOR_YAML_ARGS)}\n"
+    "# by `python tests/test_chart.py`. Do not edit: change the chart and regenerate.\n"
+)
+VERSIONS = sorted({k8stools.DEFAULT_K8S_VERSION, k8stools.SUPPORTED_K8S_VERSIONS[-1]})
+
+
+def _require(path: Path) -> None:
+    if not path.exists():
+        msg = f"{path.relative_to(ROOT)} does not exist yet"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+def helm(*args: str, helm_bin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([helm_bin or k8stools.helm_binary(), *args], capture_output=True, text=True,
+                          timeout=120, check=check, env={**os.environ, "HELM_CACHE_HOME": "/tmp/helm-cache",
+                                                         "HELM_CONFIG_HOME": "/tmp/helm-config",
+                                                         "HELM_DATA_HOME": "/tmp/helm-data"})
+
+
+def render(*args: str, helm_bin: str | None = None) -> list[dict]:
+    out = helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE, *args, helm_bin=helm_bin).stdout
+    return k8stools.load_yaml_documents(out)
+
+
+def render_operator_yaml(helm_bin: str | None = None) -> str:
+    out = helm("template", RELEASE, str(CHART), *OPERATOR_YAML_ARGS, helm_bin=helm_bin).stdout
+    return OPERATOR_YAML_HEADER + out
+
+
+def by_kind(objs, kind):
+    return [o for o in objs if o["kind"] == kind]
+
+
+# ----------------------------------------------------------------------------- the CRD copy
+
+
+def test_chart_crd_is_identical_to_the_source():
+    _require(CRD_SOURCE)
+    assert CRD_COPY.read_bytes() == CRD_SOURCE.read_bytes(), (
+        f"copy {CRD_SOURCE.relative_to(ROOT)} to {CRD_COPY.relative_to(ROOT)}")
+
+
+def test_crds_are_valid_and_every_rule_compiles():
+    _require(CRD_SOURCE)
+    crds = [d for f in sorted((CHART / "crds").glob("*.yaml"))
+            for d in k8stools.load_yaml_documents(f.read_text())]
+    assert {c["metadata"]["name"] for c in crds} == {
+        "octaviadeployments.octavia-operator.dev", "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
+    for v in VERSIONS:
+        assert k8stools.validate_manifests(crds, k8s_version=v) == []
+    ours = next(c for c in crds if c["metadata"]["name"].startswith("octaviadeployments"))
+    assert celk8s.compile_all(ours) == []
+
+
+# ----------------------------------------------------------------------------- helm lint / template
+
+
+VARIANTS = {
+    "default": [],
+    "watch-namespace": ["--set", "watchNamespace=openstack"],
+    "peering": ["--set", "peering.enabled=true", "--set", "replicaCount=2"],
+    "peering-namespaced": ["--set", "peering.enabled=true", "--set", "watchNamespace=openstack"],
+    "custom": ["--set", "image.tag=1.2.3", "--set", "logLevel=debug", "--set", "liveness.enabled=false",
+               "--set", "serviceAccount.name=op", "--set-json", 'extraArgs=["--priority=10"]',
+               "--set-json", 'imagePullSecrets=[{"name":"regcred"}]',
+               "--set-json", 'tolerations=[{"key":"k","operator":"Exists"}]',
+               "--set-json", 'extraEnv=[{"name":"X","value":"y"}]'],
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_helm_lint_strict(variant):
+    res = helm("lint", "--strict", str(CHART), "--namespace", NAMESPACE, *VARIANTS[variant], check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_rendered_objects_pass_strict_validation(variant):
+    objs = render("--include-crds", *VARIANTS[variant])
+    assert by_kind(objs, "Deployment")
+    for v in VERSIONS:
+        assert k8stools.validate_manifests(objs, k8s_version=v) == [], v
+
+
+def _container(objs):
+    (dep,) = by_kind(objs, "Deployment")
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    return dep, c
+
+
+def test_default_deployment():
+    objs = render()
+    dep, c = _container(objs)
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert c["image"] == f"ghcr.io/octavia-operator/octavia-operator:{chart['appVersion']}"
+    assert c["command"] == ["octavia-operator"]
+    assert c["args"][:3] == ["run", "--all-namespaces", "--standalone"]
+    assert dep["metadata"]["namespace"] == NAMESPACE
+    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = c["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
+    assert {"mountPath": "/tmp", "name": "tmp"} in c["volumeMounts"]
+    assert pod["serviceAccountName"] == by_kind(objs, "ServiceAccount")[0]["metadata"]["name"]
+    assert "--liveness=http://0.0.0.0:8080/healthz" in c["args"]
+    assert c["livenessProbe"]["httpGet"]["port"] == "health"
+    assert not by_kind(objs, "Namespace")
+
+
+def test_custom_values_reach_the_deployment():
+    dep, c = _container(render(*VARIANTS["custom"]))
+    assert c["image"].endswith(":1.2.3")
+    assert "--debug" in c["args"] and "--priority=10" in c["args"]
+    assert not any(a.startswith("--liveness") for a in c["args"]) and "livenessProbe" not in c
+    assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "op"
+    assert {"name": "X", "value": "y"} in c["env"]
+
+
+def test_invalid_values_are_refused():
+    res = helm("template", RELEASE, str(CHART), "--set", "replicaCount=2", check=False)
+    assert res.returncode != 0 and "peering" in res.stderr
+    res = helm("template", RELEASE, str(CHART), "--set", "logLevel=loud", check=False)
+    assert res.returncode != 0 and "logLevel" in res.stderr
+
+
+# ----------------------------------------------------------------------------- RBAC
+
+
+def _rules(obj):
+    return [(g, r, v) for rule in obj["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+            for v in rule["verbs"]]
+
+
+NAMESPACED_RESOURCES = {"secrets", "configmaps", "services", "serviceaccounts", "persistentvolumeclaims",
+                        "deployments", "statefulsets", "daemonsets", "jobs", "poddisruptionbudgets",
+                        "pods", "pods/log", "events", "octaviadeployments", "octaviadeployments/status",
+                        "octaviadeployments/finalizers", "kopfpeerings"}
+
+
+def test_rbac_all_namespaces_is_least_privilege():
+    objs = render()
+    (role,) = by_kind(objs, "ClusterRole")
+    (binding,) = by_kind(objs, "ClusterRoleBinding")
+    assert not by_kind(objs, "Role") and not by_kind(objs, "RoleBinding")
+    rules = _rules(role)
+    assert all("*" not in t for t in rules)
+    assert not {v for _, _, v in rules} & {"escalate", "bind", "impersonate", "deletecollection", "update"} - {
+        v for _, r, v in rules if r == "octaviadeployments/finalizers"}
+    res = {r for _, r, _ in rules}
+    assert res == NAMESPACED_RESOURCES - {"kopfpeerings"} | {"nodes", "customresourcedefinitions", "namespaces"}
+    assert {v for _, r, v in rules if r == "nodes"} == {"get", "list", "watch"}
+    assert {v for _, r, v in rules if r == "pods/log"} == {"get"}
+    assert {v for _, r, v in rules if r == "pods"} == {"get", "list", "watch"}
+    assert {v for _, r, v in rules if r == "secrets"} == {"get", "list", "watch", "create", "patch", "delete"}
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "octavia-operator", "namespace": NAMESPACE}]
+
+
+def test_rbac_watch_namespace_uses_a_role_there():
+    objs = render(*VARIANTS["watch-namespace"])
+    (role,) = by_kind(objs, "Role")
+    (rb,) = by_kind(objs, "RoleBinding")
+    (crole,) = by_kind(objs, "ClusterRole")
+    assert role["metadata"]["namespace"] == rb["metadata"]["namespace"] == "openstack"
+    assert {r for _, r, _ in _rules(role)} == NAMESPACED_RESOURCES - {"kopfpeerings"}
+    # only truly cluster-scoped things stay in the ClusterRole; no namespace listing needed
+    assert {r for _, r, _ in _rules(crole)} == {"nodes", "customresourcedefinitions"}
+    assert rb["subjects"][0]["namespace"] == NAMESPACE
+    _, c = _container(objs)
+    assert "--namespace=openstack" in c["args"] and "--all-namespaces" not in c["args"]
+
+
+def test_peering():
+    objs = render(*VARIANTS["peering"])
+    (peering,) = by_kind(objs, "ClusterKopfPeering")
+    dep, c = _container(objs)
+    assert f"--peering={peering['metadata']['name']}" in c["args"] and "--standalone" not in c["args"]
+    assert dep["spec"]["replicas"] == 2 and dep["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert ("kopf.dev", "clusterkopfpeerings", "patch") in _rules(by_kind(objs, "ClusterRole")[0])
+    objs = render(*VARIANTS["peering-namespaced"])
+    (peering,) = by_kind(objs, "KopfPeering")
+    assert peering["metadata"]["namespace"] == "openstack"
+    assert ("kopf.dev", "kopfpeerings", "patch") in _rules(by_kind(objs, "Role")[0])
+    assert not any(r == "clusterkopfpeerings" for _, r, _ in _rules(by_kind(objs, "ClusterRole")[0]))
+
+
+# ----------------------------------------------------------------------------- deploy/operator.yaml
+
+
+def test_operator_yaml_is_up_to_date():
+    _require(OPERATOR_YAML)
+    assert OPERATOR_YAML.read_text() == render_operator_yaml(), (
+        "deploy/operator.yaml is stale: run .venv/bin/python tests/test_chart.py")
+
+
+def test_operator_yaml_passes_strict_validation():
+    _require(OPERATOR_YAML)
+    objs = k8stools.load_yaml_documents(OPERATOR_YAML.read_text())
+    for v in VERSIONS:
+        assert k8stools.validate_manifests(objs, k8s_version=v) == [], v
+    kinds = [o["kind"] for o in objs]
+    assert kinds.count("CustomResourceDefinition") == 3
+    (ns,) = by_kind(objs, "Namespace")
+    assert ns["metadata"]["name"] == NAMESPACE
+    # the CRDs and the Namespace come before anything that needs them
+    assert kinds.index("Namespace") < min(kinds.index(k) for k in ("ServiceAccount", "Deployment"))
+    for o in objs:
+        if o["kind"] in ("ServiceAccount", "Deployment"):
+            assert o["metadata"]["namespace"] == NAMESPACE
+
+
+if __name__ == "__main__":
+    helm_bin = os.environ.get("HELM") or str(ROOT / ".tools" / "bin" / "helm")
+    if not Path(helm_bin).exists():
+        sys.exit(f"no helm at {helm_bin}: run tests/tools/get-helm.sh")
+    OPERATOR_YAML.write_text(render_operator_yaml(helm_bin))
+    print(f"wrote {OPERATOR_YAML.relative_to(ROOT)}")
