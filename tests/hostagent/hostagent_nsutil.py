@@ -383,3 +383,78 @@ def udp_probe(server_ns: NetNS, client_ns: NetNS, dst: str, ports: list[int], co
 def short_tmpdir(prefix: str = "oha-") -> Path:
     # unix socket paths must stay under 108 bytes: keep the base short
     return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+# --------------------------------------------------------------- shared assertions
+NODE = "node-0"
+MAC = "fa:16:3e:aa:bb:cc"
+IP = "172.31.0.5"
+PEER_IP = "172.31.0.10"
+MTU = 1450
+HB = 5555
+CHAIN = "OCTAVIA-HOSTAGENT"
+
+
+def expected_chain(udp_ports=(HB,), family: int = 4) -> list[str]:
+    rules = [f"-A {CHAIN} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+             f"-A {CHAIN} -p icmp -j ACCEPT" if family == 4 else f"-A {CHAIN} -p ipv6-icmp -j ACCEPT"]
+    rules += [f"-A {CHAIN} -p udp -m udp --dport {p} -j ACCEPT" for p in udp_ports]
+    rules.append(f"-A {CHAIN} -j DROP")
+    return rules
+
+
+def firewall_lines(ns: NetNS, family: int, backend: str) -> tuple[list[str], list[str]]:
+    """(our chain's rules, INPUT jumps to it) as printed by iptables-save."""
+    rules, jumps = [], []
+    for ln in ns.save(family, backend).splitlines():
+        if ln.startswith(f"-A {CHAIN} "):
+            rules.append(ln)
+        elif ln.startswith("-A INPUT") and ln.endswith(f"-j {CHAIN}"):
+            jumps.append(ln)
+    return rules, jumps
+
+
+def check_plumbing(ns: NetNS, default_routes_before, backend: str, mac: str = MAC, mtu: int = MTU,
+                   udp_ports=(HB,), ovs: "Ovs | None" = None) -> bool:
+    """Assert the node namespace is fully plumbed; raise AssertionError with what is wrong."""
+    link = ns.link("o-hm0")
+    assert link is not None, "o-hm0 missing"
+    assert link["address"] == mac, f"MAC {link['address']}"
+    assert link["mtu"] == mtu, f"MTU {link['mtu']}"
+    assert "UP" in link["flags"], f"o-hm0 flags {link['flags']}"
+    assert ns.addrs("o-hm0") == [f"{IP}/24"], f"addresses {ns.addrs('o-hm0')}"
+    via = [(r["dst"], r.get("gateway")) for r in ns.routes("dev", "o-hm0")]
+    assert via == [("172.31.0.0/24", None)], f"routes via o-hm0: {via}"
+    assert ns.default_routes() == default_routes_before, f"default routes changed: {ns.default_routes()}"
+    for fam in (4, 6):
+        rules, jumps = firewall_lines(ns, fam, backend)
+        assert rules == expected_chain(udp_ports, fam), f"IPv{fam} chain: {rules}"
+        assert jumps == [f"-A INPUT -i o-hm0 -j {CHAIN}"], f"IPv{fam} jumps: {jumps}"
+    if ovs is not None:
+        row = ovs.iface("o-hm0")
+        assert row.get("type") == "internal", row
+        assert row["external_ids"] == {"iface-id": PORT_ID, "attached-mac": mac, "iface-status": "active",
+                                       "skip_cleanup": "true"}, row
+        assert row["mac"] == mac and row["mtu_request"] == mtu, row
+    return True
+
+
+PORT_ID = "3f1c2a4e-1111-4222-8333-944455556666"
+
+
+def wait_plumbed(agent: "AgentProc", ns: NetNS, default_routes_before, backend: str, timeout: float = 15, **kw):
+    """Wait (bounded) until the plumbing is complete and the agent reports ready again."""
+    t0 = time.time()
+
+    def ok():
+        if agent.proc is not None and agent.proc.poll() is not None:
+            raise AssertionError(f"agent exited: {agent.proc.returncode}\n{agent.log()[-3000:]}")
+        check_plumbing(ns, default_routes_before, backend, **kw)
+        st = agent.status()
+        return st.get("ready") and st.get("updatedEpoch", 0) >= t0
+    try:
+        wait_until(ok, timeout, what="plumbing repaired and agent ready")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\nstatus problems: {agent.status().get('problems')}\n"
+                             f"log tail:\n{agent.log()[-3000:]}") from None
+    return time.time() - t0
