@@ -1,7 +1,9 @@
 """The Helm chart (deploy/charts/octavia-operator) and the plain install (deploy/operator.yaml).
 
 Needs Helm (``tests/tools/get-helm.sh``); the tests skip without it, except under CI=true.
-Regenerate deploy/operator.yaml with ``.venv/bin/python tests/test_chart.py``.
+After changing the CRD or the chart, run ``.venv/bin/python tests/test_chart.py``: it copies
+deploy/crds/octaviadeployments.octavia-operator.dev.yaml into the chart's crds/ and regenerates
+deploy/operator.yaml.
 """
 import os
 import subprocess
@@ -67,7 +69,7 @@ def by_kind(objs, kind):
 def test_chart_crd_is_identical_to_the_source():
     _require(CRD_SOURCE)
     assert CRD_COPY.read_bytes() == CRD_SOURCE.read_bytes(), (
-        f"copy {CRD_SOURCE.relative_to(ROOT)} to {CRD_COPY.relative_to(ROOT)}")
+        f"the chart's CRD is stale: run .venv/bin/python tests/test_chart.py")
 
 
 def test_crds_are_valid_and_every_rule_compiles():
@@ -247,5 +249,8 @@ if __name__ == "__main__":
     helm_bin = os.environ.get("HELM") or str(ROOT / ".tools" / "bin" / "helm")
     if not Path(helm_bin).exists():
         sys.exit(f"no helm at {helm_bin}: run tests/tools/get-helm.sh")
+    # sync the chart's copy of the CRD, then regenerate deploy/operator.yaml from the chart
+    CRD_COPY.write_bytes(CRD_SOURCE.read_bytes())
+    print(f"copied {CRD_SOURCE.relative_to(ROOT)} to {CRD_COPY.relative_to(ROOT)}")
     OPERATOR_YAML.write_text(render_operator_yaml(helm_bin))
     print(f"wrote {OPERATOR_YAML.relative_to(ROOT)}")

