@@ -975,15 +975,19 @@ _MISSING = object()
 
 
 def validate(crd_or_schema: dict, obj: dict, old: dict | None = None, *,
-             version: str | None = None, defaults: bool = True) -> list[RuleError]:
-    """Evaluate every CEL rule of the CRD schema against ``obj`` (and ``old`` for updates)."""
+             version: str | None = None, defaults: bool = True,
+             ratcheting: bool = True) -> list[RuleError]:
+    """Evaluate every CEL rule of the CRD schema against ``obj`` (and ``old`` for updates).
+
+    ``ratcheting`` (Kubernetes >= 1.30, CRDValidationRatcheting): on update, a rule that does
+    not use ``oldSelf`` is not enforced on a value that is unchanged from ``old``."""
     schema = crd_schema(crd_or_schema, version)
     if defaults:
         obj = apply_defaults(schema, obj)
         if old is not None:
             old = apply_defaults(schema, old)
     out: list[RuleError] = []
-    _walk(schema, obj, old if old is not None else _MISSING, "", out)
+    _walk(schema, obj, old if old is not None else _MISSING, "", out, ratcheting)
     return out
 
 
@@ -991,23 +995,24 @@ def _join_path(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _walk(schema: dict, value: Any, old: Any, path: str, out: list[RuleError]) -> None:
+def _walk(schema: dict, value: Any, old: Any, path: str, out: list[RuleError],
+          ratcheting: bool = True) -> None:
     if value is None or not isinstance(schema, dict):
         return
     rules = schema.get("x-kubernetes-validations") or []
     if rules:
-        _eval_rules(schema, rules, value, old, path, out)
+        _eval_rules(schema, rules, value, old, path, out, ratcheting)
     if isinstance(value, dict):
         props = schema.get("properties") or {}
         for k, sub in props.items():
             if k in value:
                 o = old.get(k, _MISSING) if isinstance(old, dict) else _MISSING
-                _walk(sub, value[k], o, _join_path(path, k), out)
+                _walk(sub, value[k], o, _join_path(path, k), out, ratcheting)
         addl = schema.get("additionalProperties")
         if isinstance(addl, dict) and not props:
             for k, v in value.items():
                 o = old.get(k, _MISSING) if isinstance(old, dict) else _MISSING
-                _walk(addl, v, o, f"{path}[{k}]", out)
+                _walk(addl, v, o, f"{path}[{k}]", out, ratcheting)
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
         items = schema["items"]
         keys = schema.get("x-kubernetes-list-map-keys") or []
@@ -1018,10 +1023,11 @@ def _walk(schema: dict, value: Any, old: Any, path: str, out: list[RuleError]) -
                 kv = tuple(v.get(k) for k in keys)
                 o = next((x for x in old if isinstance(x, dict) and tuple(x.get(k) for k in keys) == kv),
                          _MISSING)
-            _walk(items, v, o, f"{path}[{i}]", out)
+            _walk(items, v, o, f"{path}[{i}]", out, ratcheting)
 
 
-def _eval_rules(schema, rules, value, old, path, out) -> None:
+def _eval_rules(schema, rules, value, old, path, out, ratcheting=True) -> None:
+    unchanged = ratcheting and old is not _MISSING and old == value
     self_cel = to_cel(value, schema)
     old_cel = None
     if old is not _MISSING and old is not None:
@@ -1030,6 +1036,8 @@ def _eval_rules(schema, rules, value, old, path, out) -> None:
         rule = r["rule"]
         act: dict[str, Any] = dict(_NAMESPACE_VARS)
         act["self"] = self_cel
+        if unchanged and not references_old_self(rule):
+            continue  # validation ratcheting: an unchanged value keeps passing
         if references_old_self(rule):
             if r.get("optionalOldSelf"):
                 act["oldSelf"] = Optional(old_cel is not None, old_cel)

@@ -36,10 +36,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SUPPORTED_K8S_VERSIONS: list[str] = sorted(
     {kubernetes_validate.utils.major_minor(v) for v in kubernetes_validate.utils.all_versions()},
     key=lambda v: tuple(int(x) for x in v.split(".")))
-#: The default target: 1.33 is the oldest release still maintained upstream at the end of 2026
-#: and what most managed clusters run; strict validation against it catches fields newer
-#: releases added. Tests that matter also validate against the newest supported version.
-DEFAULT_K8S_VERSION = "1.33"
+#: The default target: 1.35, the oldest Kubernetes minor release still maintained upstream at the
+#: end of 2026 (1.35, 1.36, 1.37; kubernetes-validate 1.37 knows 1.25 to 1.37), and the client
+#: version of the pinned Helm 4.1. Strict validation against an older release catches fields
+#: only newer releases know; tests that matter also validate against the newest supported one.
+DEFAULT_K8S_VERSION = "1.35"
 
 
 def load_yaml_documents(text: str) -> list[dict]:

@@ -371,6 +371,19 @@ def test_transition_rules_skipped_on_create_and_enforced_on_update():
     assert validate(small_crd(), new, thing()) == []
 
 
+def test_validation_ratcheting_on_update():
+    # an invalid value that is unchanged on update is tolerated (Kubernetes >= 1.30) ...
+    bad = thing(network={"cidr": "10.0.0.1/24"})
+    assert len(validate(small_crd(), bad)) == 1
+    assert validate(small_crd(), bad, copy.deepcopy(bad)) == []
+    assert len(validate(small_crd(), bad, copy.deepcopy(bad), ratcheting=False)) == 1
+    # ... but not once it changes, and other fields' changes do not hide it
+    changed = thing(network={"cidr": "10.0.0.2/24"})
+    assert len(validate(small_crd(), changed, bad)) == 1
+    both = thing(network={"cidr": "10.0.0.1/24"}, replicas=3)
+    assert validate(small_crd(), both, bad) == []
+
+
 def test_optional_old_self():
     sch = _schema({"v": {"type": "string", "x-kubernetes-validations": [
         {"rule": "!oldSelf.hasValue() || oldSelf.value() == self", "optionalOldSelf": True,

@@ -31,7 +31,8 @@ OPERATOR_YAML_HEADER = (
     f"#   helm template {RELEASE} deploy/charts/octavia-operator {' '.join(OPERATOR_YAML_ARGS)}\n"
     "# by `python tests/test_chart.py`. Do not edit: change the chart and regenerate.\n"
 )
-VERSIONS = sorted({k8stools.DEFAULT_K8S_VERSION, k8stools.SUPPORTED_K8S_VERSIONS[-1]})
+# the chart's kubeVersion floor (Chart.yaml: >=1.29), the default target, the newest known
+VERSIONS = sorted({"1.29", k8stools.DEFAULT_K8S_VERSION, k8stools.SUPPORTED_K8S_VERSIONS[-1]})
 
 
 def _require(path: Path) -> None:
