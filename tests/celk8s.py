@@ -34,7 +34,9 @@ Kubernetes CEL libraries implemented as custom functions (semantics from the Kub
 * lists: ``isSorted``, ``sum``, ``min``, ``max``, ``indexOf``, ``lastIndexOf``;
 * sets: ``sets.contains``, ``sets.equivalent``, ``sets.intersects``;
 * URLs: ``isURL(s)``, ``url(s)``, ``getScheme``, ``getHost``, ``getHostname``, ``getPort``,
-  ``getEscapedPath``, ``getQuery``.
+  ``getEscapedPath``, ``getQuery``;
+* quantities: ``isQuantity(s)``, ``quantity(s)``, ``sign``, ``isInteger``, ``asInteger``,
+  ``asApproximateFloat``, ``add``, ``sub``, ``compareTo``, ``isGreaterThan``, ``isLessThan``, ``==``.
 
 Not supported by cel-python 0.5 (``compile_all`` reports them): the optional-field syntax
 ``self.?field`` / ``optional.of``, and compile-time type checking and cost estimation (the API
@@ -48,6 +50,7 @@ import dataclasses
 import datetime
 import ipaddress
 import re
+from fractions import Fraction
 from typing import Any, Iterable
 
 import celpy
@@ -57,7 +60,7 @@ from celpy.evaluation import CELEvalError, base_functions
 
 __all__ = [
     "RuleError", "validate", "compile_all", "evaluate", "crd_schema", "apply_defaults",
-    "to_cel", "FUNCTIONS", "IP", "CIDR", "URL",
+    "to_cel", "FUNCTIONS", "IP", "CIDR", "URL", "Quantity",
 ]
 
 
@@ -652,9 +655,101 @@ def _find_all(s, pattern, n=-1):
 
 
 def _string(x):
-    if isinstance(x, (IP, CIDR, URL)):
+    if isinstance(x, (IP, CIDR, URL, Quantity)):
         return celtypes.StringType(str(x))
     return celtypes.StringType(x)
+
+
+# --------------------------------------------------------------------------- quantities
+
+_QTY_RE = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$")
+_QTY_SUFFIX = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+               "n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 10**3), None: 1,
+               "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
+
+
+class Quantity:
+    """CEL value of type ``kubernetes.Quantity`` (resource.Quantity: ``500m``, ``1Gi``, ``1e3``),
+    held as an exact fraction."""
+
+    __slots__ = ("raw", "value")
+
+    def __init__(self, raw: Any, value: Fraction | None = None) -> None:
+        if value is not None:
+            self.raw, self.value = str(raw), value
+            return
+        if not isinstance(raw, str):
+            raise TypeError("quantity() needs a string")
+        m = _QTY_RE.match(raw)
+        if not m:
+            raise ValueError(f"quantities must match the regular expression: '{raw}'")
+        number, suffix = m.group(1), m.group(2)
+        if suffix and suffix[0] in "eE" and suffix not in _QTY_SUFFIX:
+            mult = Fraction(10) ** int(suffix[1:])
+        else:
+            mult = Fraction(_QTY_SUFFIX[suffix])
+        self.raw, self.value = raw, Fraction(number) * mult
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, Quantity) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __str__(self) -> str:
+        return self.raw
+
+    def __repr__(self) -> str:
+        return f"quantity({self.raw!r})"
+
+
+def _is_quantity(s):
+    try:
+        Quantity(s)
+        return celtypes.BoolType(True)
+    except (ValueError, TypeError):
+        return celtypes.BoolType(False)
+
+
+def _q(x, name):
+    if not isinstance(x, Quantity):
+        raise TypeError(f"{name} applies to a quantity")
+    return x
+
+
+def _q_arg(x):
+    if isinstance(x, Quantity):
+        return x.value
+    if isinstance(x, int) and not isinstance(x, celtypes.BoolType):
+        return Fraction(int(x))
+    raise TypeError("expected a quantity or an int")
+
+
+def _q_as_integer(q):
+    v = _q(q, "asInteger").value
+    if v.denominator != 1 or not -2**63 <= v.numerator < 2**63:
+        raise ValueError(f"cannot convert value to integer: {q}")
+    return celtypes.IntType(v.numerator)
+
+
+def _q_is_integer(q):
+    v = _q(q, "isInteger").value
+    return celtypes.BoolType(v.denominator == 1 and -2**63 <= v.numerator < 2**63)
+
+
+def _q_add(q, other):
+    v = _q(q, "add").value + _q_arg(other)
+    return Quantity(str(float(v)) if v.denominator != 1 else str(v.numerator), v)
+
+
+def _q_sub(q, other):
+    v = _q(q, "sub").value - _q_arg(other)
+    return Quantity(str(float(v)) if v.denominator != 1 else str(v.numerator), v)
+
+
+def _q_compare(q, other):
+    a, b = _q(q, "compareTo").value, _q(other, "compareTo").value
+    return celtypes.IntType((a > b) - (a < b))
 
 
 # --------------------------------------------------------------------------- optionals (optionalOldSelf)
@@ -731,6 +826,14 @@ FUNCTIONS: dict[str, Any] = {
         # lists and sets
         "isSorted": _is_sorted, "sum": _sum, "min": _min, "max": _max, "contains": _contains,
         "equivalent": _sets_equivalent, "intersects": _sets_intersects,
+        # quantities
+        "isQuantity": _is_quantity, "quantity": lambda s: Quantity(s),
+        "sign": lambda q: celtypes.IntType((_q(q, "sign").value > 0) - (q.value < 0)),
+        "isInteger": _q_is_integer, "asInteger": _q_as_integer,
+        "asApproximateFloat": lambda q: celtypes.DoubleType(float(_q(q, "asApproximateFloat").value)),
+        "add": _q_add, "sub": _q_sub, "compareTo": _q_compare,
+        "isGreaterThan": lambda q, o: celtypes.BoolType(_q(q, "isGreaterThan").value > _q(o, "isGreaterThan").value),
+        "isLessThan": lambda q, o: celtypes.BoolType(_q(q, "isLessThan").value < _q(o, "isLessThan").value),
         # conversions and optionals
         "string": _string, "hasValue": _has_value, "value": _value, "orValue": _or_value,
     }.items()

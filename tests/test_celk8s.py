@@ -113,6 +113,22 @@ TRUE_EXPRESSIONS = [
     "url('https://example.com/path?key=a+b%21').getQuery() == {'key': ['a b!']}",
     "url('https://example.com/').getQuery() == {}",
     "url('https://user:pw@example.com:8443/').getHost() == 'example.com:8443'",
+    # quantities
+    "isQuantity('1.3G')", "isQuantity('500m')", "isQuantity('1Gi')", "isQuantity('1e3')", "isQuantity('-2')",
+    "!isQuantity('1.3GiB')", "!isQuantity('one')", "!isQuantity('')", "!isQuantity('1 Gi')",
+    "quantity('50k') == quantity('50000')", "quantity('1Gi') == quantity('1024Mi')",
+    "quantity('1Gi') != quantity('1G')", "quantity('500m') == quantity('0.5')",
+    "quantity('50k').isInteger()", "!quantity('9999999999999999999999999999999999999G').isInteger()",
+    "!quantity('50m').isInteger()", "quantity('50k').asInteger() == 50000",
+    "quantity('50.5').asApproximateFloat() == 50.5", "quantity('1e3').asInteger() == 1000",
+    "quantity('50k').sign() == 1", "quantity('-50k').sign() == -1", "quantity('0').sign() == 0",
+    "quantity('50k').add(quantity('20k')) == quantity('70k')", "quantity('50k').add(20) == quantity('50020')",
+    "quantity('50k').sub(quantity('20k')) == quantity('30k')", "quantity('50k').sub(20) == quantity('49980')",
+    "quantity('200M').compareTo(quantity('0.2G')) == 0", "quantity('50M').compareTo(quantity('50Mi')) == -1",
+    "quantity('50Mi').compareTo(quantity('50M')) == 1",
+    "quantity('50Mi').isGreaterThan(quantity('50M'))", "quantity('50M').isLessThan(quantity('50Mi'))",
+    "!quantity('100M').isLessThan(quantity('100M'))",
+    "string(quantity('1Gi')) == '1Gi'",
     # core CEL still works beside the extensions
     "size('abc') == 3", "'abc'.startsWith('a')", "[1, 2].all(x, x > 0)", "[1, 2].exists_one(x, x == 2)",
 ]
@@ -129,7 +145,8 @@ ERROR_EXPRESSIONS = [
     "cidr('10.0.0.0/8').containsCIDR('10.0.0.1')",
     "url('../relative')", "url('not a url')",
     "'abc'.substring(4)", "'abc'.substring(2, 1)", "'abc'.indexOf('a', 4)", "'abc'.charAt(-1)",
-    "[].min()", "[].max()", "'a'.isSorted()",
+    "[].min()", "[].max()", "'a'.isSorted()", "quantity('1GiB')", "quantity('50m').asInteger()",
+    "quantity('1').isLessThan(1)",
 ]
 
 
