@@ -313,7 +313,8 @@ def validate_custom_resource(crd: dict, obj: dict, *, version: str | None = None
                              cel: bool = True, old: dict | None = None) -> list[str]:
     """Validate a custom resource against its CRD like the API server with
     ``--validate=strict``: defaults applied, then the structural schema (unknown fields
-    rejected), then (``cel``) the ``x-kubernetes-validations`` rules via :mod:`celk8s`.
+    rejected), then, if that passed and ``cel``, the ``x-kubernetes-validations`` rules via
+    :mod:`celk8s` (with ``old``: transition rules and ratcheting, as on an update).
     ``version`` defaults to the version named in ``obj['apiVersion']``. Returns problems."""
     if version is None and "/" in str(obj.get("apiVersion", "")):
         version = obj["apiVersion"].rsplit("/", 1)[1]
@@ -327,7 +328,7 @@ def validate_custom_resource(crd: dict, obj: dict, *, version: str | None = None
     for e in sorted(validator.iter_errors(defaulted), key=lambda e: list(map(str, e.absolute_path))):
         path = ".".join(str(p) for p in e.absolute_path)
         problems.append(f"{path or '<root>'}: {e.message}")
-    if cel and not problems:  # the API server runs CEL only on schema-valid objects
+    if cel and not problems:  # CEL only on schema-valid objects: one root cause, one report
         problems.extend(str(r) for r in celk8s.validate(crd, defaulted, old, version=version, defaults=False))
     return problems
 
