@@ -77,13 +77,32 @@ def forget(conn: Any) -> None:
                 del _cache[k]
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and what caused it (the SDK wraps keystoneauth errors in SDKException)."""
+    out: list[BaseException] = []
+    while exc is not None and exc not in out and len(out) < 10:
+        out.append(exc)
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return out
+
+
 def classify(exc: BaseException, what: str) -> StepError:
     """Map an SDK / keystoneauth exception to a StepError a user can act on, or a TransientError."""
     from keystoneauth1 import exceptions as ka
-    from openstack import exceptions as sdk
 
     if isinstance(exc, StepError):
         return exc
+    # prefer the most specific cause: a keystoneauth error wrapped in an SDKException
+    for cause in reversed(_chain(exc)):
+        if isinstance(cause, (ka.ConnectFailure, ka.ConnectTimeout, ka.RetriableConnectionFailure,
+                              ka.Unauthorized, ka.EndpointNotFound)):
+            return _classify_one(cause, what)
+    return _classify_one(exc, what)
+
+
+def _classify_one(exc: BaseException, what: str) -> StepError:
+    from keystoneauth1 import exceptions as ka
+    from openstack import exceptions as sdk
     if isinstance(exc, (ka.ConnectFailure, ka.ConnectTimeout, ka.RetriableConnectionFailure)):
         return TransientError("CloudUnreachable", f"{what}: cannot reach the cloud: {type(exc).__name__}")
     if isinstance(exc, ka.Unauthorized) or getattr(exc, "status_code", None) == 401:
