@@ -146,10 +146,10 @@ class Agent:
         if ovs_names or a is None or a.driver == "ovs":
             obs.ovs = self.ovs.observe(ovs_names, OVS_OWNER_KEY)
         if a is not None:
-            if a.interface in links:
-                v = self.nl.get_sysctl(a.interface, "accept_ra")
+            for path in planner.desired_sysctls(a):
+                v = self.nl.get_sysctl(path)
                 if v is not None:
-                    obs.sysctls["accept_ra"] = v
+                    obs.sysctls[path] = v
             if with_fw:
                 obs.fw = self.fw.observe()
         return obs
@@ -193,7 +193,16 @@ class Agent:
         elif k == "link_set":
             self.nl.set_link(x.target, mac=x.arg("mac"), mtu=x.arg("mtu"), up=x.arg("up"), master=x.arg("master"))
         elif k == "sysctl_set":
-            self.nl.set_sysctl(x.target, x.arg("key"), x.arg("value"))
+            dev = x.target.split("/")[2]
+            if dev not in self.owned.links and x.target not in self.owned.sysctls:
+                self.owned.sysctls[x.target] = x.arg("previous")  # restored on cleanup
+                self._save()
+            self.nl.set_sysctl(x.target, x.arg("value"))
+        elif k == "sysctl_restore":
+            if self.nl.get_sysctl(x.target) is not None:
+                self.nl.set_sysctl(x.target, x.arg("value"))
+            self.owned.sysctls.pop(x.target, None)
+            self._save()
         elif k == "addr_add":
             self.owned.addresses.add((x.target, f"{x.arg('address')}/{x.arg('prefixlen')}"))
             self._save()
@@ -210,7 +219,7 @@ class Agent:
             if x.arg("backend") not in self.owned.firewall_backends:
                 self.owned.firewall_backends.add(x.arg("backend"))
                 self._save()
-            self.fw.sync(x.arg("family"), x.arg("backend"), list(x.arg("rules")), x.arg("jump"),
+            self.fw.sync(x.arg("family"), x.arg("backend"), list(x.arg("rules")), list(x.arg("jumps")),
                          list(x.arg("current_jumps")))
         elif k == "fw_remove":
             removed = self.fw.remove(x.arg("backends"))

@@ -106,19 +106,20 @@ class Firewall:
         except FirewallError as e:
             return FwObs(backend=self.backend or "?", available=False, error=str(e))
 
-    def sync(self, family: int, backend: str, rules: list[str], jump: str, current_jumps: list[str]) -> None:
-        """Replace the chain's content atomically and keep exactly one jump from INPUT."""
+    def sync(self, family: int, backend: str, rules: list[str], jumps: list[str], current_jumps: list[str]) -> None:
+        """Replace the chain's content atomically and keep exactly one of each jump from INPUT."""
         # --noflush keeps every other chain; declaring our chain flushes and refills it.
         _run([_tool(family, backend, "-restore"), "-w", "--noflush"], input=restore_text(rules))
         ipt = _tool(family, backend)
-        seen_ok = False
+        kept = set()
         for j in current_jumps:
-            if j == jump and not seen_ok:
-                seen_ok = True
+            if j in jumps and j not in kept:
+                kept.add(j)
                 continue
             _run([ipt, "-w", "-D", "INPUT", *j.split()[2:]], check=False)
-        if not seen_ok:
-            _run([ipt, "-w", "-I", "INPUT", "1", *jump.split()[2:]])
+        for j in jumps:
+            if j not in kept:
+                _run([ipt, "-w", "-I", "INPUT", "1", *j.split()[2:]])
 
     def remove(self, backends) -> list[str]:
         """Remove the chain and every jump to it from the given backends; returns what was removed."""

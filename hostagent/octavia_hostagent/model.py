@@ -76,7 +76,7 @@ class Observed:
     routes: dict = field(default_factory=dict)  # name -> list[RouteObs] (main table)
     ovs: OvsObs | None = None
     fw: FwObs | None = None
-    sysctls: dict = field(default_factory=dict)  # "accept_ra" -> value str for the interface
+    sysctls: dict = field(default_factory=dict)  # path under /proc/sys/net ("ipv6/conf/o-hm0/accept_ra") -> value
 
 
 @dataclass
@@ -87,6 +87,7 @@ class Owned:
     ovs_ports: set = field(default_factory=set)  # port names
     addresses: set = field(default_factory=set)  # (link, "ip/prefix")
     firewall_backends: set = field(default_factory=set)  # {"nft", "legacy"}
+    sysctls: dict = field(default_factory=dict)  # path -> value before the agent changed it
 
     def to_json(self) -> dict:
         return {
@@ -94,6 +95,7 @@ class Owned:
             "ovsPorts": sorted(self.ovs_ports),
             "addresses": [{"link": l, "address": a} for l, a in sorted(self.addresses)],
             "firewallBackends": sorted(self.firewall_backends),
+            "sysctls": dict(sorted(self.sysctls.items())),
         }
 
     @classmethod
@@ -104,10 +106,11 @@ class Owned:
             ovs_ports=set(d.get("ovsPorts", [])),
             addresses={(x["link"], x["address"]) for x in d.get("addresses", [])},
             firewall_backends=set(d.get("firewallBackends", [])),
+            sysctls=dict(d.get("sysctls", {})),
         )
 
     def empty(self) -> bool:
-        return not (self.links or self.ovs_ports or self.addresses or self.firewall_backends)
+        return not (self.links or self.ovs_ports or self.addresses or self.firewall_backends or self.sysctls)
 
 
 @dataclass(frozen=True)

@@ -83,15 +83,16 @@ class NetlinkDriver:
                                           family=_family(fam), proto=msg["proto"], table=MAIN_TABLE))
         return links, addrs, routes
 
-    def get_sysctl(self, ifname: str, key: str) -> str | None:
+    def get_sysctl(self, path: str) -> str | None:
+        """``path`` is relative to /proc/sys/net (per network namespace)."""
         try:
-            with open(f"/proc/sys/net/ipv6/conf/{ifname}/{key}") as f:
+            with open(f"/proc/sys/net/{path}") as f:
                 return f.read().strip()
         except OSError:
             return None
 
-    def set_sysctl(self, ifname: str, key: str, value: str) -> None:
-        with open(f"/proc/sys/net/ipv6/conf/{ifname}/{key}", "w") as f:
+    def set_sysctl(self, path: str, value: str) -> None:
+        with open(f"/proc/sys/net/{path}", "w") as f:
             f.write(value)
 
     # -------------------------------------------------------------------- apply
@@ -145,6 +146,8 @@ class NetlinkDriver:
     def del_addr(self, name: str, address: str, prefixlen: int) -> None:
         try:
             self.ipr.addr("del", index=self.index(name), address=address, prefixlen=prefixlen)
+        except LookupError:
+            pass  # the link is gone, and its addresses with it
         except NetlinkError as e:
             if e.code not in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ESRCH):
                 raise

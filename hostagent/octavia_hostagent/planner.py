@@ -35,6 +35,18 @@ def jump_rule(interface: str) -> str:
     return f"-A INPUT -i {interface} -j {FW_CHAIN}"
 
 
+def jump_rules(a: NodeAssignment) -> list[str]:
+    """INPUT rules that send traffic into the agent's chain.
+
+    With the linuxbridge driver the node also answers ARP for o-hm0's address on the
+    bridge device itself (arp_ignore=0 is the default and the bridge is up), so datagrams
+    can arrive with the bridge as input interface; they must meet the same chain."""
+    rules = [jump_rule(a.interface)]
+    if a.driver == "linuxbridge":
+        rules.append(jump_rule(a.linux_bridge))
+    return rules
+
+
 def desired_chain(a: NodeAssignment, family: int) -> list[str]:
     """Rules of the agent's chain, in the exact form iptables-save prints them.
 
@@ -51,6 +63,17 @@ def desired_chain(a: NodeAssignment, family: int) -> list[str]:
         rules.append(f"-A {c} -p udp -m udp --dport {p} -j ACCEPT")
     rules.append(f"-A {c} -j DROP")
     return rules
+
+
+def desired_sysctls(a: NodeAssignment) -> dict:
+    """path under /proc/sys/net -> (value, reason)."""
+    d = {f"ipv6/conf/{a.interface}/accept_ra": ("0", "router advertisements must not add routes or addresses")}
+    if a.driver == "linuxbridge":
+        # The bridge has no address; without this it answers ARP for o-hm0's address with
+        # its own MAC (which changes when ports come and go), so peers would send to the
+        # bridge device instead of o-hm0.
+        d[f"ipv4/conf/{a.linux_bridge}/arp_ignore"] = ("1", "the bridge must not answer ARP for o-hm0's address")
+    return d
 
 
 def desired_links(a: NodeAssignment) -> set:
@@ -150,9 +173,6 @@ def plan(a: NodeAssignment, obs: Observed, owned: Owned) -> list[Action]:
             changes["up"] = True
         if changes:
             actions.append(act("link_set", iface, "interface differs: " + ",".join(sorted(changes)), **changes))
-        if obs.sysctls.get("accept_ra", "0") != "0":
-            actions.append(act("sysctl_set", iface, "router advertisements must not add routes/addresses",
-                               key="accept_ra", value="0"))
         have = set(obs.addrs.get(iface, []))
         want_addr = _addr(a)
         for ip, plen in sorted(have - {want_addr}):
@@ -169,15 +189,21 @@ def plan(a: NodeAssignment, obs: Observed, owned: Owned) -> list[Action]:
             actions.append(act("route_add_connected", iface, "connected route of the management subnet missing",
                                dst=connected, src=want_addr[0], family=a.ip_version))
 
+    # Sysctls (only those whose file exists, i.e. whose device exists).
+    for path, (value, why) in desired_sysctls(a).items():
+        cur = obs.sysctls.get(path)
+        if cur is not None and cur != value:
+            actions.append(act("sysctl_set", path, why, value=value, previous=cur))
+
     # Firewall.
     fw = obs.fw
     if fw is not None and fw.available:
-        want_jump = jump_rule(iface)
+        want_jumps = jump_rules(a)
         for fam in FAMILIES:
-            if fw.chains.get(fam) != desired_chain(a, fam) or fw.jumps.get(fam, []) != [want_jump]:
+            if fw.chains.get(fam) != desired_chain(a, fam) or sorted(fw.jumps.get(fam, [])) != sorted(want_jumps):
                 actions.append(act("fw_sync", iface, f"IPv{fam} rules differ", family=fam,
                                    backend=fw.backend, rules=tuple(desired_chain(a, fam)),
-                                   jump=want_jump, current_jumps=tuple(fw.jumps.get(fam, []))))
+                                   jumps=tuple(want_jumps), current_jumps=tuple(fw.jumps.get(fam, []))))
     return actions
 
 
@@ -228,6 +254,7 @@ def plan_cleanup(obs: Observed, owned: Owned) -> list[Action]:
         if name in owned.links or link.alias == LINK_ALIAS:
             if link.peer_index is not None and any(l.index == link.peer_index for l in obs.links.values()
                                                    if l.name in deleted):
+                deleted.add(name)
                 continue  # the peer's deletion removes this veth end too
             actions.append(act("link_delete", name, "cleanup"))
             deleted.add(name)
@@ -240,6 +267,8 @@ def plan_cleanup(obs: Observed, owned: Owned) -> list[Action]:
     # look in both backends.
     backends = owned.firewall_backends or {"nft", "legacy"}
     actions.append(act("fw_remove", "*", "cleanup", backends=tuple(sorted(backends))))
+    for path, value in sorted(owned.sysctls.items()):
+        actions.append(act("sysctl_restore", path, "cleanup", value=value))
     return actions
 
 
@@ -321,8 +350,8 @@ def evaluate(a: NodeAssignment, obs: Observed) -> tuple[dict, list[str]]:
             if fw.chains.get(fam) != desired_chain(a, fam):
                 bad.append(f"IPv{fam} chain {FW_CHAIN} differs")
             jumps = fw.jumps.get(fam, [])
-            if jumps != [jump_rule(iface)]:
-                bad.append(f"IPv{fam} INPUT jump count {len(jumps)}")
+            if sorted(jumps) != sorted(jump_rules(a)):
+                bad.append(f"IPv{fam} INPUT jumps {jumps}, want {jump_rules(a)}")
         check("firewall", not bad, "; ".join(bad) + (f" (backend {fw.backend})" if bad else ""))
     return checks, problems
 
