@@ -8,6 +8,7 @@ import pytest
 from octavia_operator import conditions as c
 from octavia_operator import handlers
 from octavia_operator import reconcile as r
+from octavia_operator.steps import STEPS
 
 SPEC = {"cloud": {"credentialsSecret": {"name": "openstack-admin"}}}
 
@@ -44,7 +45,7 @@ def by_type(outcome):
 def test_steps_report_one_condition_each_plus_ready(probe_ok):
     out = r.reconcile(make_ctx(cloud=lambda ctx: FakeConn()))
     types = [cond.type for cond in out.conditions]
-    assert types == [s.condition for s in r.STEPS] + ["Ready"]
+    assert types == [s.condition for s in STEPS] + ["Ready"]
     conds = by_type(out)
     assert conds["SpecValid"].status == c.TRUE
     assert conds["CloudReachable"].status == c.TRUE
@@ -54,7 +55,7 @@ def test_steps_report_one_condition_each_plus_ready(probe_ok):
 def test_unbuilt_steps_say_so_and_ready_is_never_true(probe_ok):
     out = r.reconcile(make_ctx(cloud=lambda ctx: FakeConn()))
     conds = by_type(out)
-    for step in r.STEPS:
+    for step in STEPS:
         if step.issue is not None:
             cond = conds[step.condition]
             assert cond.status == c.UNKNOWN and cond.reason == "NotImplemented"

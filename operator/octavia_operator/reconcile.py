@@ -15,10 +15,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import pydantic
-
 from . import conditions as c
-from .spec import OctaviaDeploymentSpec, parse_spec
+from .spec import OctaviaDeploymentSpec
 
 log = logging.getLogger(__name__)
 
@@ -94,62 +92,6 @@ def not_implemented(what: str, issue: int) -> Callable[[Context], Result]:
 
 
 # ----------------------------------------------------------------------------------
-# steps built so far
-# ----------------------------------------------------------------------------------
-
-def step_spec(ctx: Context) -> Result:
-    try:
-        ctx.spec = parse_spec(ctx.raw_spec)
-    except pydantic.ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors())
-        return Result(c.FALSE, "InvalidSpec", problems)
-    return Result.ok("Valid", "the spec is valid")
-
-
-def step_cloud(ctx: Context) -> Result:
-    if ctx.cloud_factory is None:
-        raise StepError("NoCloudClient", "the operator was started without an OpenStack client factory")
-    conn = ctx.cloud_factory(ctx)
-    ctx.out["cloud"] = conn
-    from .openstack import session
-    info = session.probe(conn)
-    ctx.out["cloud_info"] = info
-    return Result.ok("Connected", f"authenticated to {info['auth_url']} as {info['user']} "
-                                  f"(project {info['project']}, region {info['region']})")
-
-
-STEPS: list[Step] = [
-    Step("spec", "SpecValid", step_spec),
-    Step("cloud", "CloudReachable", step_cloud, depends=("spec",)),
-    Step("identity", "IdentityReady",
-         not_implemented("Keystone user, roles, service and endpoints", 3), depends=("cloud",), issue=3),
-    Step("image", "AmphoraImageReady", not_implemented("The amphora image", 3), depends=("identity",), issue=3),
-    Step("flavor", "AmphoraFlavorReady", not_implemented("The amphora flavor", 3), depends=("cloud",), issue=3),
-    Step("keypair", "SSHKeypairReady", not_implemented("The amphora SSH key pair", 3),
-         depends=("identity",), issue=3),
-    Step("network", "ManagementNetworkReady",
-         not_implemented("The management network, subnet and security groups", 3), depends=("identity",), issue=3),
-    Step("ports", "HealthManagerPortsReady", not_implemented("Health-manager ports per node", 3),
-         depends=("network",), issue=3),
-    Step("certificates", "CertificatesReady", not_implemented("Certificates and passphrases", 4),
-         depends=("spec",), issue=4),
-    Step("database", "DatabaseReady", not_implemented("The database", 4), depends=("spec",), issue=4),
-    Step("messaging", "MessagingReady", not_implemented("The message queue", 4), depends=("spec",), issue=4),
-    Step("config", "ConfigReady", not_implemented("octavia.conf", 4),
-         depends=("identity", "image", "flavor", "keypair", "network", "ports", "certificates", "database",
-                  "messaging"), issue=4),
-    Step("dbsync", "DatabaseSynced", not_implemented("The db-sync Job", 4), depends=("config",), issue=4),
-    Step("hostagent", "HostAgentReady", not_implemented("The host-agent DaemonSet", 4),
-         depends=("ports",), issue=4),
-    Step("services", "ServicesReady",
-         not_implemented("The api, worker, health-manager and housekeeping Deployments", 4),
-         depends=("dbsync", "hostagent"), issue=4),
-]
-
-
-# ----------------------------------------------------------------------------------
 # the runner
 # ----------------------------------------------------------------------------------
 
@@ -162,7 +104,8 @@ class Outcome:
 
 
 def run_steps(ctx: Context, steps: list[Step] | None = None) -> list[c.Cond]:
-    steps = STEPS if steps is None else steps
+    if steps is None:
+        from .steps import STEPS as steps
     done: dict[str, str] = {}
     conds: list[c.Cond] = []
     for step in steps:
