@@ -23,7 +23,7 @@ def step_cloud(ctx: Context) -> Result:
         raise StepError("NoCloudClient", "the operator was started without an OpenStack client factory")
     conn = ctx.cloud_factory(ctx)
     ctx.out["cloud"] = conn
-    from .openstack import session
+    from ..openstack import session
     info = session.probe(conn)
     ctx.out["cloud_info"] = info
     return Result.ok("Connected", f"authenticated to {info['auth_url']} as {info['user']} "
