@@ -105,6 +105,8 @@ class Agent:
         self.assignment_error: str | None = None
         self._digest: str | None = None
         self._last_status_key = None
+        #: sysctl paths the agent cannot write (read-only /proc/sys in an unprivileged container)
+        self.sysctl_unwritable: dict[str, str] = {}
 
     # ------------------------------------------------------------------ inputs
     def load_assignment(self) -> None:
@@ -197,7 +199,15 @@ class Agent:
             if dev not in self.owned.links and x.target not in self.owned.sysctls:
                 self.owned.sysctls[x.target] = x.arg("previous")  # restored on cleanup
                 self._save()
-            self.nl.set_sysctl(x.target, x.arg("value"))
+            try:
+                self.nl.set_sysctl(x.target, x.arg("value"))
+            except OSError as e:
+                # best effort: /proc/sys is read-only in unprivileged containers
+                self.owned.sysctls.pop(x.target, None)
+                self._save()
+                self.sysctl_unwritable[x.target] = f"{e.strerror or e}"
+                log.warning("cannot set net.%s=%s (%s); reported as a warning", x.target.replace("/", "."),
+                            x.arg("value"), e.strerror or e)
         elif k == "sysctl_restore":
             if self.nl.get_sysctl(x.target) is not None:
                 self.nl.set_sysctl(x.target, x.arg("value"))
@@ -246,7 +256,8 @@ class Agent:
         obs = None
         for _ in range(MAX_ROUNDS):
             obs = self.observe(a)
-            actions = planner.plan(a, obs, self.owned)
+            actions = [x for x in planner.plan(a, obs, self.owned)
+                       if not (x.kind == "sysctl_set" and x.target in self.sysctl_unwritable)]
             if not actions:
                 break
             for x in actions:
@@ -313,6 +324,8 @@ class Agent:
                 checks["assignment"] = {"ok": False, "detail": f"malformed, using the previous one: {self.assignment_error}"}
                 problems.insert(0, f"assignment: malformed, using the previous one: {self.assignment_error}")
             st["warnings"] = [f"route via {a.interface} left alone: {r}" for r in planner.foreign_routes(a, obs)]
+            st["warnings"] += [f"cannot set net.{p.replace('/', '.')} ({why})" for p, why in sorted(self.sysctl_unwritable.items())
+                               if p in {k for k in planner.desired_sysctls(a)}]
             st.update(ready=all(c["ok"] for c in checks.values()) and not errors,
                       checks=checks, problems=problems + errors,
                       assignment={"driver": a.driver, "interface": a.interface, "portId": a.port_id,
