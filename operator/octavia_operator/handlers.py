@@ -19,7 +19,13 @@ from .spec import GROUP, PLURAL, VERSION
 log = logging.getLogger(__name__)
 
 DRIFT_INTERVAL = float(os.environ.get("OCTAVIA_OPERATOR_DRIFT_INTERVAL", "300"))
-RETRY_DELAY = float(os.environ.get("OCTAVIA_OPERATOR_RETRY_DELAY", "30"))
+
+
+def retry_delay(retry: int) -> float:
+    """Backoff for retried reconciles: base * 2^retry, capped (read at call time: tests shorten it)."""
+    base = float(os.environ.get("OCTAVIA_OPERATOR_RETRY_DELAY", "15"))
+    cap = float(os.environ.get("OCTAVIA_OPERATOR_RETRY_MAX", "300"))
+    return min(base * (2 ** min(retry, 10)), cap)
 
 _kube: Any = None
 
@@ -53,16 +59,17 @@ def cloud_from_secret(ctx: r.Context) -> Any:
     ref = spec.cloud.credentialsSecret
     data = ctx.kube.read_secret(ctx.namespace, ref.name)
     if data is None:
-        raise r.StepError("CredentialsSecretNotFound", f"Secret {ctx.namespace}/{ref.name} does not exist")
+        raise r.StepError("CredentialsSecretNotFound", f"Secret {ctx.namespace}/{ref.name} does not exist",
+                          retry=True)
     if ref.key not in data:
-        raise r.StepError("CredentialsSecretKeyMissing", f"Secret {ref.name} has no key {ref.key!r}")
+        raise r.StepError("CredentialsSecretKeyMissing", f"Secret {ref.name} has no key {ref.key!r}", retry=True)
     cacert = None
     if spec.cloud.caBundleSecret:
         ca = ctx.kube.read_secret(ctx.namespace, spec.cloud.caBundleSecret.name) or {}
         cacert = ca.get(spec.cloud.caBundleSecret.key)
         if cacert is None:
             raise r.StepError("CABundleNotFound", f"Secret {spec.cloud.caBundleSecret.name} or its key "
-                              f"{spec.cloud.caBundleSecret.key!r} does not exist")
+                              f"{spec.cloud.caBundleSecret.key!r} does not exist", retry=True)
     return session.connect(data[ref.key], spec.cloud.cloudName, spec.cloud.region, spec.cloud.interface, cacert)
 
 
@@ -72,7 +79,7 @@ def _context(body: Any, meta: Any, spec: Any, status: Any) -> r.Context:
         raw_spec=dict(spec or {}), status=dict(status or {}), kube=kube(), cloud_factory=cloud_from_secret)
 
 
-def _run(body: Any, meta: Any, spec: Any, status: Any, patch: Any, logger: Any) -> None:
+def _run(body: Any, meta: Any, spec: Any, status: Any, patch: Any, logger: Any, retry: int = 0) -> None:
     ctx = _context(body, meta, spec, status)
     with r.lock_for(ctx.uid):
         outcome = r.reconcile(ctx)
@@ -84,14 +91,15 @@ def _run(body: Any, meta: Any, spec: Any, status: Any, patch: Any, logger: Any) 
     logger.info("reconciled: Ready=%s (%s)", ready.status, ready.reason)
     if outcome.transient:
         # the status patch is applied with the retry; the next attempt comes after the delay
-        raise kopf.TemporaryError(f"transient failure ({ready.reason}); retrying", delay=RETRY_DELAY)
+        raise kopf.TemporaryError(f"{ready.reason}: retrying", delay=retry_delay(retry))
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
-def reconcile_handler(body: Any, meta: Any, spec: Any, status: Any, patch: Any, logger: Any, **_: Any) -> None:
-    _run(body, meta, spec, status, patch, logger)
+def reconcile_handler(body: Any, meta: Any, spec: Any, status: Any, patch: Any, logger: Any, retry: int,
+                      **_: Any) -> None:
+    _run(body, meta, spec, status, patch, logger, retry)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_INTERVAL, initial_delay=DRIFT_INTERVAL, idle=None)

@@ -22,16 +22,27 @@ log = logging.getLogger(__name__)
 
 
 class StepError(Exception):
-    """A failure the user must act on (bad input, missing Secret, forbidden, quota...)."""
+    """A failure the user must act on (bad input, missing Secret, forbidden, quota...).
 
-    def __init__(self, reason: str, message: str):
+    ``retry`` marks failures that the user fixes outside this resource (creating a Secret,
+    raising a quota): the reconcile is retried after a while, without waiting for the drift
+    timer. A bad spec is not retried: changing it triggers a reconcile anyway.
+    """
+
+    retry = False
+
+    def __init__(self, reason: str, message: str, *, retry: bool | None = None):
         super().__init__(message)
         self.reason = reason
         self.message = message
+        if retry is not None:
+            self.retry = retry
 
 
 class TransientError(StepError):
     """A failure that goes away by itself (5xx, timeout, unreachable): retried with backoff."""
+
+    retry = True
 
 
 @dataclass
@@ -117,11 +128,10 @@ def run_steps(ctx: Context, steps: list[Step] | None = None) -> list[c.Cond]:
         else:
             try:
                 res = step.run(ctx)
-            except TransientError as exc:
-                res = Result(c.FALSE, exc.reason, exc.message)
-                ctx.out.setdefault("_transient", []).append(step.name)
             except StepError as exc:
                 res = Result(c.FALSE, exc.reason, exc.message)
+                if exc.retry:
+                    ctx.out.setdefault("_transient", []).append(step.name)
             except Exception as exc:  # noqa: BLE001 - reported, retried, never crashes the operator
                 log.exception("step %s failed", step.name)
                 res = Result(c.FALSE, "InternalError", f"{type(exc).__name__}: {exc}")
