@@ -8,6 +8,7 @@ no write on a converged system). Everything else in the operator builds dicts.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -112,18 +113,20 @@ class Kube:
     # -- raw verbs -------------------------------------------------------------------
     def _call(self, method: str, path: str, body: Any = None, query: Iterable[tuple[str, str]] = (),
               content_type: str = "application/json") -> Any:
-        try:
-            data = self.api.call_api(
-                path, method, query_params=list(query), body=body,
-                header_params={"Content-Type": content_type, "Accept": "application/json"},
-                response_type="object", auth_settings=["BearerToken"], _return_http_data_only=True)
-        except ApiException as exc:
-            if exc.status == 404:
-                raise NotFound(path) from None
-            if exc.status == 409:
-                raise Conflict(path) from None
-            raise
-        return data
+        _method, url, headers, payload, _post = self.api.param_serialize(
+            method=method, resource_path=path, query_params=list(query), body=body,
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            auth_settings=["BearerToken"])
+        resp = self.api.call_api(_method, url, header_params=headers, body=payload)
+        resp.read()
+        if resp.status == 404:
+            raise NotFound(path)
+        if resp.status == 409:
+            raise Conflict(path)
+        if not 200 <= resp.status < 300:
+            raise ApiException(status=resp.status, reason=f"{method} {path}: {resp.reason}: "
+                                                          f"{(resp.data or b'')[:500]!r}")
+        return json.loads(resp.data) if resp.data else None
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         try:
