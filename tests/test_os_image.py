@@ -307,6 +307,28 @@ def test_upload_is_streamed_in_bounded_chunks(os_cloud, server, images, uid, uni
 
 
 @cloud
+def test_source_of_unknown_length_is_sent_chunked(os_cloud, images, uid, unique_name, service_project_id):
+    data = tiny_qcow2()
+
+    class NoLength:
+        length = None
+        pos = 0
+
+        def read(self, n):
+            out = data[self.pos:self.pos + min(n, 10000)]
+            self.pos += len(out)
+            return out
+
+        def close(self):
+            pass
+
+    res = im.ensure_image(os_cloud, desired(unique_name, "http://example.invalid/a.qcow2"), uid,
+                          service_project_id, opener=lambda url: NoLength())
+    img = os_cloud.image.get_image(res.image_id)
+    assert img.status == "active" and img.size == len(data) and img.checksum == hashlib.md5(data).hexdigest()
+
+
+@cloud
 def test_crash_mid_upload_is_detected_and_redone(os_cloud, server, images, uid, unique_name, service_project_id):
     url = server.add("/amp.qcow2", tiny_qcow2())
     # what a crash between "image created" and "data sent" leaves: a queued image with our markers
