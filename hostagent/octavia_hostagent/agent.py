@@ -7,7 +7,6 @@ import logging
 import os
 import select
 import signal
-import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -291,6 +290,9 @@ class Agent:
     def run_cleanup(self, obs: Observed | None, done: list, errors: list) -> None:
         if obs is None:
             obs = self.observe(None, with_fw=False)
+        if self.owned.ovs_ports and (obs.ovs is None or not obs.ovs.reachable):
+            errors.append(f"OVSDB unreachable ({obs.ovs.error if obs.ovs else 'not checked'}): "
+                          f"port(s) {sorted(self.owned.ovs_ports)} not removed yet")
         for x in planner.plan_cleanup(obs, self.owned):
             try:
                 self.apply(x)

@@ -313,7 +313,7 @@ def make_assignment(node: str, driver: str = "ovs", mac: str = "fa:16:3e:aa:bb:c
         "interface": "o-hm0",
         "integrationBridge": "br-int",
         "linuxBridge": linux_bridge,
-        "networkId": "0123456789ab-cdef-0123-4567-89abcdef0123",
+        "networkId": "01234567-89ab-cdef-0123-456789abcdef",
         "subnet": {"cidr": "172.31.0.0/24", "ipVersion": 4},
         "mtu": mtu,
         "heartbeatPort": heartbeat,

@@ -8,15 +8,12 @@ test starts from (and asserts) a healthy state.
 """
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import signal
-import time
 
 import pytest
 
-from hostagent_nsutil import (CHAIN, HB, IP, MAC, MTU, NODE, PEER_IP, AgentProc, NetNS, Ovs, check_plumbing,
+from hostagent_nsutil import (CHAIN, HB, IP, MAC, MTU, NODE, PEER_IP, AgentProc, NetNS, Ovs,
                               disable_tx_offload, firewall_lines, make_assignment, require_netns, short_tmpdir,
                               udp_probe, wait_plumbed, wait_until)
 
@@ -244,9 +241,8 @@ def test_namespace_recreated_reboot(env):
     env.peer.ip("link", "set", "eth0", "mtu", str(MTU))
     env.peer.ip("link", "set", "eth0", "up")
     env.node.ip("link", "set", "tap-peer", "up")
-    from hostagent_nsutil import disable_tx_offload as dto
-    dto(env.peer, "eth0")
-    dto(env.node, "tap-peer")
+    disable_tx_offload(env.peer, "eth0")
+    disable_tx_offload(env.node, "tap-peer")
     env.ovs.start()  # the database survives a reboot (it is on disk)
     env.agent.start()
     plumbed(env, timeout=60)

@@ -383,3 +383,22 @@ def test_status_command_exit_code(tmp_path, capsys, ready, age, code):
 
 def test_status_command_without_status_file(tmp_path):
     assert cli.main(["status", "--ready", "--status-file", str(tmp_path / "none.json")]) == 1
+
+
+# ------------------------------------------------------- the netns tests' gate
+def test_netns_prerequisites_skip_here_but_fail_in_ci(monkeypatch):
+    import hostagent_nsutil as u
+    monkeypatch.setattr(u.os, "geteuid", lambda: 1000)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="needs root"):
+        u.require_netns()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        u.require_netns()
+    monkeypatch.setattr(u.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(u.shutil, "which", lambda b: None if b == "ovs-vswitchd" else "/usr/bin/" + b)
+    with pytest.raises(pytest.fail.Exception, match="ovs-vswitchd"):
+        u.require_netns(ovs=True)
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="ovs-vswitchd"):
+        u.require_netns(ovs=True)
