@@ -163,6 +163,43 @@ def test_hashing_reader_bounds_pieces_and_hashes():
     assert r.hexdigest() == hashlib.sha256(data).hexdigest()
 
 
+class _Bytes:
+    def __init__(self, data: bytes, length: int | None):
+        self.data, self.length, self.pos = data, length, 0
+
+    def read(self, n):
+        out = self.data[self.pos:self.pos + n]
+        self.pos += len(out)
+        return out
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("length", [True, False])
+def test_hashing_reader_withholds_the_last_piece_on_a_wrong_digest(length):
+    data = b"x" * 5000
+    r = im.HashingReader(_Bytes(data, len(data) if length else None), "sha256", chunk=1000,
+                         expected=hashlib.sha256(b"other").hexdigest())
+    handed = []
+    with pytest.raises(im.ChecksumMismatch):
+        while chunk := r.read(1000):
+            handed.append(chunk)
+    # with a known length the last 1000 bytes are never handed out; else the end is never reported
+    assert sum(map(len, handed)) == (4000 if length else 5000)
+    ok = im.HashingReader(_Bytes(data, len(data) if length else None), "sha256", chunk=1000,
+                          expected=hashlib.sha256(data).hexdigest())
+    assert b"".join(iter(lambda: ok.read(1000), b"")) == data
+
+
+def test_hashing_reader_short_source_is_transient():
+    r = im.HashingReader(_Bytes(b"x" * 10, 20), None)
+    assert r.read(100) == b"x" * 10
+    with pytest.raises(im.DownloadError) as e:
+        r.read(100)
+    assert e.value.transient
+
+
 # ------------------------------------------------------------------------------------------
 # upload from a URL
 
@@ -207,13 +244,25 @@ def test_url_credentials_are_not_stored(os_cloud, server, images, uid, unique_na
 
 
 @cloud
-def test_checksum_mismatch_deletes_the_upload(os_cloud, server, images, uid, unique_name, service_project_id):
+def test_checksum_mismatch_is_never_activated_and_deleted(os_cloud, server, images, uid, unique_name,
+                                                          service_project_id, monkeypatch):
     url = server.add("/bad.qcow2", tiny_qcow2())
     d = desired(unique_name, url, checksum="sha256:" + "0" * 64)
+    # what Glance holds when the operator deletes it: the bad data must never have been active
+    statuses: list[str] = []
+    real_delete = os_cloud.image.delete_image
+
+    def delete_image(image, *args, **kwargs):
+        statuses.append(os_cloud.image.get_image(image).status)
+        return real_delete(image, *args, **kwargs)
+
+    monkeypatch.setattr(os_cloud.image, "delete_image", delete_image)
     with pytest.raises(StepError) as e:
         im.ensure_image(os_cloud, d, uid, service_project_id)
     assert e.value.reason == "ImageChecksumMismatch"
     assert not isinstance(e.value, TransientError)
+    assert statuses and "active" not in statuses
+    monkeypatch.undo()
     assert owned_ids(os_cloud, uid) == []
     # the right checksum, in another algorithm, works
     d2 = desired(unique_name, url, checksum="sha512:" + hashlib.sha512(tiny_qcow2()).hexdigest())

@@ -23,7 +23,11 @@ neither
     The newest active image carrying ``d.tag`` is adopted (that is the one Octavia boots); two
     with the same newest creation time are Ambiguous; none is ``ImageNotFound``.
 
-Errors: ``ImageNotFound``, ``ImageChecksumMismatch`` (the uploaded image is deleted),
+The checksum (``d.checksum``, sha256/sha512/md5) is computed while the data streams and checked
+before the last piece is sent, so an image with wrong data never becomes active (Octavia can
+never boot it); the unfinished image is then deleted.
+
+Errors: ``ImageNotFound``, ``ImageChecksumMismatch`` (the unfinished image is deleted),
 ``ImageDownloadFailed`` (URL unreachable, 4xx), TransientError for 5xx/timeouts of the download
 and of Glance, ``Ambiguous``, ``OwnedByAnotherDeployment``.
 """
@@ -159,13 +163,25 @@ def http_opener(cacert: str | None = None, timeout: float = DOWNLOAD_TIMEOUT) ->
     return open_
 
 
+class ChecksumMismatch(Exception):
+    """Raised by HashingReader before it hands out the last piece of data with a wrong digest."""
+
+
 class HashingReader:
     """A file-like view of a Source for the HTTP client: hands out at most ``chunk`` bytes per
-    read, hashes everything that passes, counts bytes, and remembers the largest piece."""
+    read, hashes everything that passes, counts bytes, and remembers the largest piece.
 
-    def __init__(self, source: Source, algorithm: str | None, chunk: int = CHUNK):
+    With ``expected`` (a hex digest), the digest is checked before the LAST piece is handed out
+    (when the length is known) or before reporting the end (chunked upload): on a mismatch read()
+    raises ChecksumMismatch, so the upload never completes and Glance never activates bad data.
+    A source that ends before its announced length raises a transient DownloadError.
+    """
+
+    def __init__(self, source: Source, algorithm: str | None, chunk: int = CHUNK, expected: str | None = None):
         self._source = source
         self._hash = hashlib.new(algorithm) if algorithm else None
+        self._expected = expected if algorithm else None
+        self._length = source.length
         self._chunk = chunk
         self.bytes = 0
         self.max_piece = 0
@@ -174,23 +190,40 @@ class HashingReader:
         if source.length is not None:
             self.len = source.length   # lets requests send Content-Length instead of chunked encoding
 
+    def _fail(self, exc: BaseException) -> None:
+        self.error = exc
+        raise exc
+
+    def _verify(self) -> None:
+        if self._expected is not None and self.hexdigest() != self._expected:
+            self._fail(ChecksumMismatch(self.hexdigest()))
+
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0 or n > self._chunk:
             n = self._chunk
+        if self._length is not None:
+            n = max(0, min(n, self._length - self.bytes))
         try:
-            data = self._source.read(n)
+            data = self._source.read(n) if n else b""
         except BaseException as exc:
             self.error = exc
             raise
+        if len(data) > n:   # a misbehaving source; keep the bound anyway
+            self._fail(DownloadError("the download returned more data than asked for", transient=True))
         if not data:
+            if self._length is not None and self.bytes != self._length:
+                self._fail(DownloadError(f"the download ended after {self.bytes} of {self._length} bytes",
+                                         transient=True))
+            if self._length is None:
+                self._verify()
             self.finished = True
             return b""
-        if len(data) > n:   # a misbehaving source; keep the bound anyway
-            raise DownloadError("the download returned more data than asked for", transient=True)
         self.bytes += len(data)
         self.max_piece = max(self.max_piece, len(data))
         if self._hash is not None:
             self._hash.update(data)
+        if self._length is not None and self.bytes == self._length:
+            self._verify()
         return data
 
     def __iter__(self) -> Iterator[bytes]:
@@ -386,7 +419,7 @@ def _upload(conn: Any, d: ImageDesired, uid: str, owner_project_id: str, opener:
         }
         img = call(f"creating image {d.name}",
                    lambda: _image.Image.new(connection=conn, **attrs).create(conn.image))
-        reader = HashingReader(source, algo)
+        reader = HashingReader(source, algo, expected=expected)
         try:
             _put_data(conn, img, reader, source.length)
         except BaseException as exc:
@@ -395,6 +428,8 @@ def _upload(conn: Any, d: ImageDesired, uid: str, owner_project_id: str, opener:
                 conn.image.delete_image(img.id, ignore_missing=True)
             except Exception:  # noqa: BLE001
                 pass
+            if isinstance(exc, ChecksumMismatch) or isinstance(reader.error, ChecksumMismatch):
+                raise _mismatch(shown, algo, reader.hexdigest(), expected) from None
             if isinstance(exc, DownloadError) or isinstance(reader.error, DownloadError):
                 err = exc if isinstance(exc, DownloadError) else reader.error
                 raise TransientError("ImageDownloadFailed", str(err)) from None
@@ -408,11 +443,9 @@ def _upload(conn: Any, d: ImageDesired, uid: str, owner_project_id: str, opener:
             source.close()
         except Exception:  # noqa: BLE001
             pass
-    if expected is not None and reader.hexdigest() != expected:
+    if expected is not None and reader.hexdigest() != expected:   # belt and braces: read() checks first
         _delete(conn, img.id, "image with a wrong checksum")
-        raise StepError("ImageChecksumMismatch",
-                        f"the data downloaded from {shown} has {algo} {reader.hexdigest()}, not {expected} "
-                        "(amphora.image.checksum); the uploaded image was deleted")
+        raise _mismatch(shown, algo, reader.hexdigest(), expected)
     img = call(f"reading image {img.id}", conn.image.get_image, img.id)
     if img.status != "active" or (img.size is not None and img.size != reader.bytes):
         _delete(conn, img.id, "incomplete upload")
@@ -420,6 +453,12 @@ def _upload(conn: Any, d: ImageDesired, uid: str, owner_project_id: str, opener:
                              f"image {img.id} is {img.status} with {img.size} bytes after sending {reader.bytes}; "
                              "it was deleted and will be uploaded again")
     return img
+
+
+def _mismatch(shown: str, algo: str | None, got: str | None, expected: str | None) -> StepError:
+    return StepError("ImageChecksumMismatch",
+                     f"the data downloaded from {shown} has {algo} {got}, not {expected} "
+                     "(amphora.image.checksum); the upload was abandoned and the image deleted")
 
 
 def _classify(exc: Exception, what: str) -> StepError:
