@@ -44,7 +44,8 @@ def _sizing(f: Any) -> tuple[int, int, int]:
 
 def _sizing_diff(f: Any, d: FlavorDesired) -> list[str]:
     out = []
-    for label, have, want in (("vcpus", f.vcpus, d.vcpus), ("ram MiB", f.ram, d.ram_mb), ("disk GiB", f.disk, d.disk_gb)):
+    for label, have, want in (("vcpus", f.vcpus, d.vcpus), ("ram MiB", f.ram, d.ram_mb),
+                              ("disk GiB", f.disk, d.disk_gb)):
         if int(have or 0) != want:
             out.append(f"{label} {have} (spec: {want})")
     return out
