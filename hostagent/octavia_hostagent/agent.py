@@ -20,6 +20,7 @@ log = logging.getLogger("octavia_hostagent")
 
 STATE_FILE = "state.json"
 MAX_ROUNDS = 5
+MIN_EVENT_GAP = 1.0  # seconds between event-driven passes
 
 
 @dataclass
@@ -378,7 +379,8 @@ class Agent:
                             "checks": {}})
                     except OSError:
                         pass
-                deadline = time.monotonic() + self.cfg.interval
+                last_pass = time.monotonic()
+                deadline = last_pass + self.cfg.interval
                 while not stop["flag"]:
                     left = deadline - time.monotonic()
                     if left <= 0:
@@ -391,7 +393,8 @@ class Agent:
                             pass
                     if events in r:
                         events.drain()
-                        time.sleep(0.2)  # let a burst of changes settle
+                        # let a burst of changes settle; at most ~1 event-driven pass per second
+                        time.sleep(max(0.2, MIN_EVENT_GAP - (time.monotonic() - last_pass)))
                         events.drain()
                         break
         finally:
