@@ -440,3 +440,40 @@ def test_delete_finds_owned_resources_by_tag_without_ids(env):
     assert len(deleted) == 4
     assert gone(conn.network.get_network, mn.network.id) and gone(conn.network.get_subnet, mn.subnet.id)
     assert not gone(conn.network.get_network, theirs.id)
+
+
+def test_crash_between_create_and_tagging_converges_as_owned(env):
+    """Zed takes no tags in a POST: a crash right after it leaves our description marker only."""
+    conn, d = env.conn, net_desired(env.u)
+    net = conn.network.create_network(name=d.name, project_id=env.project_id,
+                                      description=f"{nw.NETWORK_DESCRIPTION} {marker(env.uid)}")
+    sg = conn.network.create_security_group(name=d.health_manager_sg.name, project_id=env.project_id,
+                                            description=f"x {marker(env.uid)}")
+    mn = ensure(env, d)
+    assert mn.network.id == net.id and not mn.network.adopted and not mn.network.created
+    assert mn.health_manager_sg.id == sg.id and not mn.health_manager_sg.adopted
+    assert set(owner_tags(env.uid)) <= set(conn.network.get_network(net.id).tags)
+    assert set(owner_tags(env.uid)) <= set(conn.network.get_security_group(sg.id).tags)
+    assert any("tagged network" in c for c in mn.changes)
+    assert len(list(conn.network.networks(name=d.name))) == 1
+    with WriteCounter(conn) as w:
+        ensure(env, d)
+    assert w.writes == []
+
+
+def test_adopted_port_is_reported_not_changed_nor_deleted(env, fake_agent_hosts):
+    conn, d = env.conn, net_desired(env.u)
+    mn = ensure(env, d)
+    node = f"{env.u}-seed-node"
+    seed = conn.network.create_port(name=f"octavia-health-manager-{node}", network_id=mn.network.id,
+                                    device_owner=HEALTH_MGR_DEVICE_OWNER, binding_host_id=fake_agent_hosts[0],
+                                    project_id=env.project_id, security_group_ids=[mn.health_manager_sg.id])
+    res = ensure_ports(env, mn, {node: {HOST_ID_ANNOTATION: fake_agent_hosts[1]}})
+    assert res.created == [] and res.ports[node].port_id == seed.id and res.ports[node].adopted
+    assert any(seed.id in w and "host" in w for w in res.warnings)
+    assert conn.network.get_port(seed.id).binding_host_id == fake_agent_hosts[0]
+    assert owner_tag(env.uid) not in (conn.network.get_port(seed.id).tags or [])
+    res = ensure_ports(env, mn, {})
+    assert res.deleted == [] and not gone(conn.network.get_port, seed.id)
+    # it is not ours: deletion must wait for it (the caller checks network_in_use first)
+    assert [u for u in nw.network_in_use(conn, mn.network.id, env.uid) if seed.id in u]
