@@ -112,15 +112,96 @@ def drift_timer(body: Any, meta: Any, spec: Any, status: Any, patch: Any, logger
         pass  # the timer runs again anyway
 
 
+# Deleting with deletionPolicy Delete needs the credentials Secret. When it is gone (a namespace
+# being deleted removes it too) the operator retries this many times, then lets the resource go
+# with a Warning event naming what may be left in OpenStack, rather than blocking forever.
+GIVE_UP_WITHOUT_CREDENTIALS = int(os.environ.get("OCTAVIA_OPERATOR_DELETE_RETRIES_WITHOUT_CREDENTIALS", "5"))
+
+
 @kopf.on.delete(GROUP, VERSION, PLURAL)
-def delete_handler(spec: Any, meta: Any, logger: Any, **_: Any) -> None:
+def delete_handler(body: Any, meta: Any, spec: Any, status: Any, patch: Any, logger: Any, retry: int,
+                   **_: Any) -> None:
+    from . import conditions as c
+    from .spec import parse_spec
+    from .steps import cloud as cloud_steps
+
     policy = (spec or {}).get("deletionPolicy", "Retain")
     if policy == "Retain":
         logger.info("deletionPolicy Retain: OpenStack resources are kept; Kubernetes children go with their owner")
         return
-    # deletionPolicy Delete: nothing in OpenStack is created by this version yet (issue #3
-    # adds the cloud resources and their ordered, ownership-checked teardown).
-    logger.info("deletionPolicy Delete: no OpenStack resources are owned by this deployment")
+    ctx = _context(body, meta, spec, status)
+    with r.lock_for(ctx.uid):
+        try:
+            ctx.spec = parse_spec(ctx.raw_spec)
+            ctx.out["cloud"] = cloud_from_secret(ctx)
+            done = cloud_steps.teardown(ctx)
+        except r.StepError as exc:
+            missing_credentials = exc.reason in ("CredentialsSecretNotFound", "CredentialsSecretKeyMissing",
+                                                 "CloudAuthFailed", "CloudNotFound")
+            if missing_credentials and retry >= GIVE_UP_WITHOUT_CREDENTIALS:
+                ids = ", ".join(f"{k}={v}" for k, v in sorted((ctx.status.get("openstack") or {}).items()))
+                kopf.warn(body, reason="DeleteIncomplete",
+                          message=f"cannot reach OpenStack to delete owned resources ({exc.message}); they may be "
+                                  f"left behind: {ids or 'none recorded'}")
+                return
+            cond = c.Cond("Deleting", c.FALSE, exc.reason, exc.message)
+            patch.status["conditions"] = c.merge(ctx.status.get("conditions"), [cond], ctx.generation)
+            kopf.warn(body, reason=exc.reason, message=exc.message)
+            raise kopf.TemporaryError(f"{exc.reason}: {exc.message}", delay=retry_delay(retry)) from None
+    if done:
+        kopf.info(body, reason="Deleted", message=f"deleted {len(done)} OpenStack resources: {', '.join(done)}")
+    logger.info("deletionPolicy Delete: deleted %d owned OpenStack resources", len(done))
+
+
+# ---------------------------------------------------------------------------------------
+# Nodes: a node that joins or starts matching the selector gets a health-manager port; one
+# that leaves or stops matching loses it. kopf keeps an index of the deployments it serves.
+# ---------------------------------------------------------------------------------------
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def deployments(body: Any, meta: Any, **_: Any) -> dict[tuple[str, str], Any]:
+    return {(meta["namespace"], meta["name"]): body}
+
+
+def _node_view(nodes: list[dict[str, Any]], spec: dict[str, Any]) -> dict[str, str]:
+    """node -> Neutron host ID, for the nodes a deployment selects (what its ports must match)."""
+    from .builders import cloud as cb
+    hm = (spec or {}).get("healthManager") or {}
+    selector = hm.get("nodeSelector", {"node-role.kubernetes.io/control-plane": ""})
+    annotation = hm.get("hostIdAnnotation", f"{GROUP}/neutron-host")
+    return {node: p.host_id for node, p in cb.ports(cb.select_nodes(nodes, selector), annotation).items()}
+
+
+@kopf.on.event("", "v1", "nodes")
+def node_changed(event: Any, deployments: kopf.Index, logger: Any, **_: Any) -> None:
+    if event.get("type") not in ("ADDED", "MODIFIED", "DELETED", None):
+        return
+    k = kube()
+    nodes = k.list("v1", "Node")
+    for (namespace, name), bodies in list(deployments.items()):
+        for body in bodies:
+            meta, spec, status = body.get("metadata", {}), body.get("spec", {}), body.get("status", {}) or {}
+            if meta.get("deletionTimestamp"):
+                continue
+            want = _node_view(nodes, spec)
+            have = {node: p.get("hostId") for node, p in (status.get("healthManagerPorts") or {}).items()}
+            if want == have:
+                continue
+            logger.info("nodes changed for %s/%s: ports wanted on %s, present on %s", namespace, name,
+                        sorted(want), sorted(have))
+            ctx = _context(body, meta, spec, status)
+            # the latest status, not the index's copy: another reconcile may have just written it
+            live = k.get(f"{GROUP}/{VERSION}", "OctaviaDeployment", name, namespace)
+            if live is None:
+                continue
+            ctx.status = dict(live.get("status") or {})
+            with r.lock_for(ctx.uid):
+                outcome = r.reconcile(ctx)
+            if outcome.status_patch:
+                k.merge_patch(f"{GROUP}/{VERSION}", "OctaviaDeployment", name, namespace,
+                              {"status": outcome.status_patch}, subresource="status")
+            for etype, reason, message in outcome.events:
+                (kopf.warn if etype == "Warning" else kopf.info)(live, reason=reason, message=message)
 
 
 @kopf.on.startup()

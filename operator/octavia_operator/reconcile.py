@@ -146,8 +146,25 @@ def reconcile(ctx: Context, steps: list[Step] | None = None) -> Outcome:
     conds.append(c.ready_from(conds))
     new_conditions = c.merge(ctx.status.get("conditions"), conds, ctx.generation, ctx.now)
     desired = {"conditions": new_conditions, "observedGeneration": ctx.generation, **ctx.status_updates}
-    patch = {k: v for k, v in desired.items() if ctx.status.get(k) != v}
+    patch = merge_diff(ctx.status, desired)
     return Outcome(conds, patch, bool(ctx.out.get("_transient")), ctx.events)
+
+
+def merge_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch turning ``old`` into ``new`` for the keys of ``new`` (nested keys that
+    ``new`` dropped become null); empty when nothing differs, so a converged status is not written."""
+    patch: dict[str, Any] = {}
+    for k, v in new.items():
+        o = old.get(k)
+        if o == v:
+            continue
+        if isinstance(o, dict) and isinstance(v, dict):
+            sub = merge_diff(o, v)
+            sub.update({gone: None for gone in o if gone not in v})
+            patch[k] = sub
+        else:
+            patch[k] = v
+    return patch
 
 
 _locks: dict[str, threading.Lock] = {}

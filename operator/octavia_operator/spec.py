@@ -382,6 +382,11 @@ class ManagementNetworkSpec(_Model):
     allocationPool: AllocationPool | None = F(
         None, "Range Neutron allocates amphora and health-manager addresses from (default: the whole subnet).")
     securityGroups: SecurityGroupNames = FF(SecurityGroupNames, "Names of the two security groups.")
+    avoidCIDRs: list[Annotated[str, Field(max_length=49, json_schema_extra=cel(
+        ("isCIDR(self)", "must be a CIDR such as 10.96.0.0/12")))]] | None = F(
+        None, "Networks the management network must not overlap, such as the cluster's service CIDR (the "
+        "operator also reads the nodes' addresses and pod CIDRs from the Nodes): an overlap is reported in "
+        "the ManagementNetworkReady condition.", max_length=32)
 
     @model_validator(mode="after")
     def _net(self) -> "ManagementNetworkSpec":
@@ -405,6 +410,11 @@ class ManagementNetworkSpec(_Model):
                 raise ValueError(f"allocationPool {s}-{e} must lie inside cidr {net}")
             if s > e:
                 raise ValueError(f"allocationPool: start {s} is after end {e}")
+        for other in self.avoidCIDRs or []:
+            try:
+                ipaddress.ip_network(other, strict=False)
+            except ValueError:
+                raise ValueError(f"avoidCIDRs: {other!r} must be a CIDR such as 10.96.0.0/12") from None
         return self
 
     @property

@@ -182,3 +182,33 @@ def ports(nodes: Mapping[str, Mapping[str, str]], host_id_annotation: str) -> di
         host = (annotations or {}).get(host_id_annotation) or node
         out[node] = PortDesired(node=node, name=port_name(node), host_id=host)
     return out
+
+
+def node_matches(labels: Mapping[str, str], selector: Mapping[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def select_nodes(nodes: list[Mapping], selector: Mapping[str, str]) -> dict[str, Mapping[str, str]]:
+    """Nodes (name -> annotations) that match the selector and are not being deleted."""
+    out: dict[str, Mapping[str, str]] = {}
+    for node in nodes:
+        md = node.get("metadata") or {}
+        if md.get("deletionTimestamp"):
+            continue
+        if node_matches(md.get("labels") or {}, selector):
+            out[md["name"]] = md.get("annotations") or {}
+    return out
+
+
+def cluster_cidrs(nodes: list[Mapping], extra: list[str] | None = None) -> list[str]:
+    """Networks the management network must not overlap: pod CIDRs and node addresses, plus ``extra``."""
+    out: list[str] = []
+    for node in nodes:
+        spec = node.get("spec") or {}
+        out += list(spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else []))
+        for addr in (node.get("status") or {}).get("addresses") or []:
+            if addr.get("type") in ("InternalIP", "ExternalIP"):
+                ip = ipaddress.ip_address(addr["address"])
+                out.append(f"{ip}/{ip.max_prefixlen}")
+    out += list(extra or [])
+    return sorted(set(out))

@@ -2,21 +2,19 @@
 from __future__ import annotations
 
 from ..reconcile import Step, not_implemented
+from . import cloud
 from .core import step_cloud, step_spec
 
 STEPS: list[Step] = [
     Step("spec", "SpecValid", step_spec),
     Step("cloud", "CloudReachable", step_cloud, depends=("spec",)),
-    Step("identity", "IdentityReady",
-         not_implemented("Keystone user, roles, service and endpoints", 3), depends=("cloud",), issue=3),
-    Step("image", "AmphoraImageReady", not_implemented("The amphora image", 3), depends=("identity",), issue=3),
-    Step("flavor", "AmphoraFlavorReady", not_implemented("The amphora flavor", 3), depends=("cloud",), issue=3),
-    Step("keypair", "SSHKeypairReady", not_implemented("The amphora SSH key pair", 3),
-         depends=("identity",), issue=3),
-    Step("network", "ManagementNetworkReady",
-         not_implemented("The management network, subnet and security groups", 3), depends=("identity",), issue=3),
-    Step("ports", "HealthManagerPortsReady", not_implemented("Health-manager ports per node", 3),
-         depends=("network",), issue=3),
+    Step("identity", "IdentityReady", cloud.step_identity, depends=("cloud",)),
+    Step("image", "AmphoraImageReady", cloud.step_image, depends=("identity",)),
+    Step("flavor", "AmphoraFlavorReady", cloud.step_flavor, depends=("identity",)),
+    Step("keypair", "SSHKeypairReady", cloud.step_keypair, depends=("identity",)),
+    Step("network", "ManagementNetworkReady", cloud.step_network, depends=("identity",)),
+    Step("ports", "HealthManagerPortsReady", cloud.step_ports, depends=("network",)),
+    Step("quotas", "QuotasReady", cloud.step_quotas, depends=("identity",)),
     Step("certificates", "CertificatesReady", not_implemented("Certificates and passphrases", 4),
          depends=("spec",), issue=4),
     Step("database", "DatabaseReady", not_implemented("The database", 4), depends=("spec",), issue=4),

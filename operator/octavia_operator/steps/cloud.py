@@ -1,0 +1,263 @@
+"""Issue 3's steps: the OpenStack resources of the manual install, reconciled.
+
+Each step calls one OpenStack module with desired state computed by ``builders.cloud``,
+records the IDs in ``status.openstack`` (they flow into octavia.conf), posts an event
+for every repair, and reports one condition. ``teardown`` deletes, in dependency order,
+what this deployment owns (deletionPolicy Delete).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .. import conditions as c
+from .. import names as n
+from ..builders import cloud as cb
+from ..builders.kube import internal_api_url
+from ..reconcile import Context, Result, StepError
+from . import secrets
+
+STATUS_KEY = "openstack"
+
+
+# ----------------------------------------------------------------------------------------
+# shared helpers
+# ----------------------------------------------------------------------------------------
+
+def conn(ctx: Context) -> Any:
+    return ctx.out["cloud"]
+
+
+def desired(ctx: Context) -> cb.CloudDesired:
+    if "desired" not in ctx.out:
+        spec = ctx.spec
+        assert spec is not None
+        endpoints = cb.endpoint_urls(spec, internal_api_url(ctx.name, ctx.namespace, spec.api.port))
+        ctx.out["desired"] = cb.desired(spec, endpoints)
+    return ctx.out["desired"]
+
+
+def record(ctx: Context, **ids: Any) -> None:
+    """Set IDs in status.openstack (keeping what other steps recorded)."""
+    current = ctx.status_updates.get(STATUS_KEY)
+    if current is None:
+        current = dict((ctx.status.get(STATUS_KEY) or {}))
+        ctx.status_updates[STATUS_KEY] = current
+    for k, v in ids.items():
+        if v is None:
+            current.pop(k, None)
+        else:
+            current[k] = v
+
+
+def recorded(ctx: Context, key: str) -> Any:
+    return (ctx.status_updates.get(STATUS_KEY) or ctx.status.get(STATUS_KEY) or {}).get(key)
+
+
+def announce(ctx: Context, what: str, created: list[str] | bool, changes: list[str],
+             warnings: list[str] = ()) -> None:
+    """Events: Normal for creations and repairs, Warning for what needs the user."""
+    if created:
+        label = what if created is True else ", ".join(created)
+        ctx.event("Normal", "Created", f"created {label}")
+    if changes:
+        ctx.event("Normal", "Reconciled", f"{what}: " + "; ".join(changes))
+    for w in warnings:
+        ctx.event("Warning", "Attention", f"{what}: {w}")
+
+
+def service_password(ctx: Context) -> str:
+    data = secrets.ensure_generated(ctx, n.Names(ctx.name).keystone_secret, "identity",
+                                    {"password": secrets.random_password})
+    return data["password"].decode()
+
+
+# ----------------------------------------------------------------------------------------
+# steps
+# ----------------------------------------------------------------------------------------
+
+def step_identity(ctx: Context) -> Result:
+    from ..openstack import identity
+    d = desired(ctx).identity
+    res = identity.ensure_identity(conn(ctx), d, ctx.uid, service_password(ctx))
+    ctx.out["identity"] = res
+    record(ctx, serviceUserId=res.user_id, serviceProjectId=res.project_id, serviceId=res.service_id,
+           endpointIds=dict(sorted(res.endpoint_ids.items())))
+    announce(ctx, "identity", res.created, res.changes)
+    adopted = f"; adopted: {', '.join(res.adopted)}" if res.adopted else ""
+    return Result.ok("Ready", f"user {d.user} ({res.user_id}) has {', '.join(d.roles)} on project {d.project} "
+                              f"({res.project_id}); service {res.service_id} with {len(res.endpoint_ids)} endpoints "
+                              f"in {d.region}{adopted}")
+
+
+def step_image(ctx: Context) -> Result:
+    from ..openstack import image
+    d = desired(ctx).image
+    project_id = ctx.out["identity"].project_id
+    res = image.ensure_image(conn(ctx), d, ctx.uid, project_id, opener=ctx.out.get("image_opener"))
+    ctx.out["image"] = res
+    record(ctx, imageId=res.image_id, imageOwnerId=res.owner_id)
+    announce(ctx, f"image {res.image_id}", res.created, res.changes, res.warnings)
+    msg = f"image {res.image_id} (tag {d.tag}, owner {res.owner_id})"
+    if res.adopted:
+        msg += ", adopted"
+    if res.superseded:
+        msg += f"; superseded images still carrying the tag: {', '.join(res.superseded)}"
+    if res.pruned:
+        msg += f"; pruned: {', '.join(res.pruned)}"
+    return Result.ok("Ready", msg)
+
+
+def step_flavor(ctx: Context) -> Result:
+    from ..openstack import compute
+    d = desired(ctx).flavor
+    project_id = ctx.out["identity"].project_id
+    res = compute.ensure_flavor(conn(ctx), d, ctx.uid, project_id)
+    record(ctx, flavorId=res.id)
+    announce(ctx, f"flavor {res.id}", res.created, res.changes, res.extra.get("warnings", []))
+    return Result.ok("Ready", f"flavor {res.extra.get('name', d.name)} ({res.id})" + (", adopted" if res.adopted else ""))
+
+
+def step_keypair(ctx: Context) -> Result:
+    from ..openstack import compute
+    spec = ctx.spec
+    assert spec is not None
+    ident = spec.identity
+    names = n.Names(ctx.name)
+    if not spec.amphora.ssh.enabled:
+        old = recorded(ctx, "keypairName")
+        if old:  # SSH was switched off: remove the key pair we registered
+            data = ctx.kube.read_secret(ctx.namespace, names.ssh_secret) or {}
+            if "id_rsa.pub" in data:
+                svc = compute.connect_as(conn(ctx), ident.serviceUser, service_password(ctx), ident.serviceProject,
+                                         ident.userDomain, ident.projectDomain)
+                if compute.delete_keypair(svc, old, data["id_rsa.pub"].decode()):
+                    ctx.event("Normal", "Deleted", f"deleted key pair {old} (SSH disabled)")
+            record(ctx, keypairName=None)
+        return Result.ok("Disabled", "SSH access to amphorae is disabled (spec.amphora.ssh.enabled is false)")
+    key_cache: dict[str, tuple[bytes, str]] = {}
+
+    def pair() -> tuple[bytes, str]:
+        if "k" not in key_cache:
+            key_cache["k"] = compute.generate_ssh_keypair(compute.keypair_comment(ctx.uid))
+        return key_cache["k"]
+
+    data = secrets.ensure_generated(ctx, names.ssh_secret, "ssh", {
+        "id_rsa": lambda: pair()[0], "id_rsa.pub": lambda: pair()[1].encode()})
+    svc = compute.connect_as(conn(ctx), ident.serviceUser, service_password(ctx), ident.serviceProject,
+                             ident.userDomain, ident.projectDomain)
+    name = desired(ctx).keypair.name  # type: ignore[union-attr]
+    res = compute.ensure_keypair(svc, name, data["id_rsa.pub"].decode())
+    record(ctx, keypairName=name)
+    announce(ctx, f"key pair {name}", res.created, res.changes)
+    return Result.ok("Ready", f"key pair {name} registered for user {ident.serviceUser}; private key in Secret "
+                              f"{names.ssh_secret}")
+
+
+def step_network(ctx: Context) -> Result:
+    from ..openstack import network
+    spec = ctx.spec
+    assert spec is not None
+    d = desired(ctx).network
+    project_id = ctx.out["identity"].project_id
+    res = network.ensure_management_network(conn(ctx), d, ctx.uid, project_id=project_id)
+    ctx.out["network"] = res
+    record(ctx, networkId=res.network.id, subnetId=res.subnet.id, networkMTU=res.mtu,
+           amphoraSecurityGroupId=res.amphora_sg.id, healthManagerSecurityGroupId=res.health_manager_sg.id)
+    created = [p.extra.get("label", "") or what for p, what in
+               zip(res.parts, ("network", "subnet", "amphora security group", "health-manager security group"))
+               if p.created]
+    announce(ctx, "management network", created, res.changes, res.warnings)
+    nodes = ctx.out.get("nodes_all")
+    if nodes is None:
+        nodes = ctx.out["nodes_all"] = ctx.kube.list("v1", "Node")
+    overlap = network.overlaps(d.cidr, cb.cluster_cidrs(nodes, spec.managementNetwork.avoidCIDRs))
+    msg = f"network {res.network.id}, subnet {res.subnet.id} ({d.cidr}, MTU {res.mtu}), security groups " \
+          f"{res.amphora_sg.id} (amphora) and {res.health_manager_sg.id} (health manager)"
+    if overlap:
+        ctx.event("Warning", "CIDROverlap", f"{d.cidr} overlaps {', '.join(overlap)}")
+        return Result(c.TRUE, "CIDROverlap", f"{msg}; WARNING: {d.cidr} overlaps cluster networks "
+                                            f"{', '.join(overlap)}: nodes may route amphora traffic wrongly")
+    if res.warnings:
+        return Result(c.TRUE, "ReadyWithWarnings", msg + "; " + "; ".join(res.warnings))
+    return Result.ok("Ready", msg)
+
+
+def step_ports(ctx: Context) -> Result:
+    from ..openstack import network
+    spec = ctx.spec
+    assert spec is not None
+    nodes = ctx.out.get("nodes_all")
+    if nodes is None:
+        nodes = ctx.out["nodes_all"] = ctx.kube.list("v1", "Node")
+    selected = cb.select_nodes(nodes, spec.healthManager.nodeSelector)
+    want = cb.ports(selected, spec.healthManager.hostIdAnnotation)
+    net = ctx.out["network"]
+    res = network.ensure_ports(conn(ctx), want, ctx.uid, project_id=ctx.out["identity"].project_id,
+                               network_id=net.network.id, subnet_id=net.subnet.id,
+                               security_group_id=net.health_manager_sg.id)
+    ctx.out["ports"] = res
+    ctx.status_updates["healthManagerPorts"] = {
+        node: {k: v for k, v in {"portId": p.port_id, "mac": p.mac, "ip": p.ip, "hostId": p.host_id,
+                                 "vifType": p.vif_type}.items() if v is not None}
+        for node, p in sorted(res.ports.items())}
+    announce(ctx, "health-manager ports", [f"port for node {x}" for x in res.created],
+             res.changes + [f"deleted {x}" for x in res.deleted], res.warnings)
+    if not want:
+        raise StepError("NoNodes", f"no node matches healthManager.nodeSelector {spec.healthManager.nodeSelector}",
+                        retry=True)
+    if res.unbound:
+        detail = ", ".join(f"{x} (host {res.ports[x].host_id}, vif_type {res.ports[x].vif_type})" for x in res.unbound)
+        raise StepError("PortBindingFailed", f"Neutron could not bind the health-manager port of {detail}: no L2 "
+                        "agent or OVN chassis registered under that host name; set the node annotation "
+                        f"{spec.healthManager.hostIdAnnotation} to the agent's host name", retry=True)
+    return Result.ok("Ready", f"{len(res.ports)} ports bound: " + ", ".join(
+        f"{node} {p.ip}" for node, p in sorted(res.ports.items())))
+
+
+def step_quotas(ctx: Context) -> Result:
+    from ..openstack import quotas
+    q = desired(ctx).quotas
+    if not q:
+        return Result.ok("NotRequested", "spec.quotas is not set: quotas are left as they are")
+    res = quotas.ensure_quotas(conn(ctx), ctx.out["identity"].project_id, q)
+    announce(ctx, "quotas", False, res.changes)
+    return Result.ok("Ready", "quotas of the service project: " + ", ".join(f"{k}={v}" for k, v in sorted(q.items())))
+
+
+# ----------------------------------------------------------------------------------------
+# deletion (deletionPolicy: Delete)
+# ----------------------------------------------------------------------------------------
+
+def teardown(ctx: Context) -> list[str]:
+    """Delete what this deployment owns, in dependency order; refuse while amphorae remain."""
+    from ..openstack import compute, identity, image, network
+    spec = ctx.spec
+    assert spec is not None
+    c_ = conn(ctx)
+    st = ctx.status.get(STATUS_KEY) or {}
+    done: list[str] = []
+    net_id = st.get("networkId")
+    if net_id:
+        users = network.network_in_use(c_, net_id, ctx.uid)
+        if users:
+            raise StepError("DeletionBlocked", "the management network is still used by load balancers or "
+                            f"amphorae ({'; '.join(users[:5])}): delete them first", retry=True)
+    ports = [p.get("portId") for p in (ctx.status.get("healthManagerPorts") or {}).values() if p.get("portId")]
+    done += network.delete_owned_network(
+        c_, ctx.uid, network_id=net_id, subnet_id=st.get("subnetId"),
+        security_group_ids=[x for x in (st.get("amphoraSecurityGroupId"), st.get("healthManagerSecurityGroupId")) if x],
+        port_ids=ports)
+    ident = spec.identity
+    if st.get("keypairName"):
+        data = ctx.kube.read_secret(ctx.namespace, n.Names(ctx.name).ssh_secret) or {}
+        pw = (ctx.kube.read_secret(ctx.namespace, n.Names(ctx.name).keystone_secret) or {}).get("password")
+        if "id_rsa.pub" in data and pw:
+            svc = compute.connect_as(c_, ident.serviceUser, pw.decode(), ident.serviceProject, ident.userDomain,
+                                     ident.projectDomain)
+            if compute.delete_keypair(svc, st["keypairName"], data["id_rsa.pub"].decode()):
+                done.append(f"key pair {st['keypairName']}")
+    if compute.delete_owned_flavor(c_, ctx.uid, st.get("flavorId")):
+        done.append(f"flavor {st.get('flavorId')}")
+    done += [f"image {i}" for i in image.delete_owned_images(c_, ctx.uid)]
+    done += identity.delete_owned_identity(c_, ctx.uid, desired(ctx).identity)
+    return done
