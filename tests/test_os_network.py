@@ -13,12 +13,13 @@ import uuid
 from dataclasses import replace
 
 import pytest
+import requests
 from openstack import exceptions as sdk
 
 from octavia_operator.builders.cloud import HEALTH_MGR_DEVICE_OWNER, desired as cloud_desired, ports as port_builder
 from octavia_operator.openstack import network as nw
 from octavia_operator.openstack.common import marker, owner_tag, owner_tags
-from octavia_operator.reconcile import StepError
+from octavia_operator.reconcile import StepError, TransientError
 from octavia_operator.spec import OctaviaDeploymentSpec
 from oscount import WriteCounter
 
@@ -477,3 +478,71 @@ def test_adopted_port_is_reported_not_changed_nor_deleted(env, fake_agent_hosts)
     assert res.deleted == [] and not gone(conn.network.get_port, seed.id)
     # it is not ours: deletion must wait for it (the caller checks network_in_use first)
     assert [u for u in nw.network_in_use(conn, mn.network.id, env.uid) if seed.id in u]
+
+
+def test_full_allocation_pool_is_reported_to_the_user(env, fake_agent_hosts):
+    d = net_desired(env.u)
+    net = ipaddress.ip_network(d.cidr)
+    d = replace(d, allocation_pool=(str(net[2]), str(net[3])))       # room for two ports
+    mn = ensure(env, d)
+    nodes = {f"{env.u}-n{i}": {HOST_ID_ANNOTATION: fake_agent_hosts[0]} for i in range(3)}
+    with pytest.raises(StepError) as ei:
+        ensure_ports(env, mn, nodes)
+    assert ei.value.reason == "AllocationPoolExhausted" and mn.subnet.id in ei.value.message
+    # the bulk create is all or nothing: no half-made set of ports
+    assert list(env.conn.network.ports(network_id=mn.network.id, device_owner=HEALTH_MGR_DEVICE_OWNER)) == []
+
+
+class LoseResponses:
+    """Let the cloud do the first POST to each named collection, then answer the client 503 instead
+    (a lost response, the worst case of a transient error: the write happened, the caller can't know)."""
+
+    def __init__(self, conn, *collections: str):
+        self.conn, self.pending = conn, set(collections)
+
+    def __enter__(self):
+        session = self.conn.session
+        self._orig = orig = session.request
+
+        def request(url, method, *args, **kwargs):
+            resp = orig(url, method, *args, **kwargs)
+            hit = next((c for c in self.pending if str(url).rstrip("/").endswith("/" + c)), None)
+            if method.upper() == "POST" and hit:
+                self.pending.discard(hit)
+                fake = requests.Response()
+                fake.status_code, fake.url, fake.request = 503, resp.url, resp.request
+                fake.headers["Content-Type"] = "application/json"
+                fake._content = b'{"NeutronError": {"type": "Injected", "message": "injected 503", "detail": ""}}'
+                return fake
+            return resp
+
+        session.request = request
+        return self
+
+    def __exit__(self, *exc):
+        self.conn.session.request = self._orig
+
+
+def test_lost_responses_converge_without_duplicates(env, fake_agent_hosts):
+    conn, d = env.conn, net_desired(env.u)
+    with LoseResponses(conn, "networks"):
+        with pytest.raises(TransientError):
+            ensure(env, d)
+    mn = ensure(env, d)                       # the retry finds the network it made, by name, as its own
+    assert not mn.network.adopted and not mn.network.created
+    assert len(list(conn.network.networks(name=d.name))) == 1
+    assert set(owner_tags(env.uid)) <= set(conn.network.get_network(mn.network.id).tags)
+
+    nodes = {f"{env.u}-n{i}": {HOST_ID_ANNOTATION: fake_agent_hosts[i]} for i in range(2)}
+    with LoseResponses(conn, "ports"):
+        with pytest.raises(TransientError):
+            ensure_ports(env, mn, nodes)
+    res = ensure_ports(env, mn, nodes)
+    assert res.created == [] and sorted(res.ports) == sorted(nodes)
+    assert len(list(conn.network.ports(network_id=mn.network.id, device_owner=HEALTH_MGR_DEVICE_OWNER))) == 2
+    for st in res.ports.values():
+        assert owner_tag(env.uid) in conn.network.get_port(st.port_id).tags and st.bound
+    with WriteCounter(conn) as w:
+        ensure(env, d)
+        ensure_ports(env, mn, nodes)
+    assert w.writes == []

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from ..builders.cloud import HEALTH_MGR_DEVICE_OWNER, NetworkDesired, PortDesired, Rule, SecurityGroupDesired
 from ..reconcile import StepError
-from .common import (Ambiguous, Ensured, call, check_not_foreign, marker, owned_by, owner_tag, owner_tags,
+from .common import (Ensured, call, check_not_foreign, marker, owned_by, owner_tag, owner_tags,
                      pick_one, with_marker)
 
 # IPv6 management subnets: addresses by stateful DHCPv6 (Neutron's DHCP service hands out the
@@ -278,7 +278,8 @@ def ensure_subnet(conn: Any, desired: NetworkDesired, uid: str, *, network_id: s
         if want_pools is not None and _pools(sn.allocation_pools) != _pools(
                 [{"start": s, "end": e} for s, e in want_pools]):
             update["allocation_pools"] = [{"start": s, "end": e} for s, e in want_pools]
-            diffs.append(f"allocation pool {_fmt_pools(sn.allocation_pools)} -> {_fmt_pools(update['allocation_pools'])}")
+            diffs.append(f"allocation pool {_fmt_pools(sn.allocation_pools)} -> "
+                         f"{_fmt_pools(update['allocation_pools'])}")
         if sn.gateway_ip:
             update["gateway_ip"] = None
             diffs.append(f"gateway {sn.gateway_ip} -> none")
@@ -463,6 +464,23 @@ class PortsResult:
         return sorted(n for n, p in self.ports.items() if not p.bound)
 
 
+def _pool_guard(fn: Callable[[], Any], subnet: Any) -> Callable[[], Any]:
+    """Run fn; a full allocation pool (409 IpAddressGenerationFailure) is the user's to fix, not transient."""
+    def run() -> Any:
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001
+            text = str(exc).lower()
+            if getattr(exc, "status_code", None) == 409 and ("no more ip addresses" in text
+                                                             or "ipaddressgenerationfailure" in text):
+                raise StepError("AllocationPoolExhausted",
+                                f"subnet {_label(subnet)} has no free address left in its allocation pool "
+                                f"({_fmt_pools(subnet.allocation_pools)}) for the health-manager ports; "
+                                "widen managementNetwork.allocationPool or the CIDR") from None
+            raise
+    return run
+
+
 def _port_ip(port: Any, subnet_id: str) -> str | None:
     for f in port.fixed_ips or []:
         if f.get("subnet_id") == subnet_id:
@@ -543,9 +561,11 @@ def ensure_ports(conn: Any, desired: Mapping[str, PortDesired], uid: str, *, pro
             fixed_ips=[{"subnet_id": subnet_id}], is_admin_state_up=True)) for d in to_create]
         names = ", ".join(d.name for d in to_create)
         if len(data) > 1:
-            made = call(f"creating health-manager ports {names}", lambda: list(conn.network.create_ports(data)))
+            made = call(f"creating health-manager ports {names}",
+                        _pool_guard(lambda: list(conn.network.create_ports(data)), subnet))
         else:
-            made = [call(f"creating health-manager port {names}", conn.network.create_port, **data[0])]
+            made = [call(f"creating health-manager port {names}",
+                         _pool_guard(lambda: conn.network.create_port(**data[0]), subnet))]
         node_of = {d.name: d.node for d in to_create}
         for p in made:
             _ensure_tags(conn, p, uid, "port")
