@@ -123,6 +123,9 @@ def test_create_from_scratch_then_converged(env):
     mn = ensure(env, d)
     assert mn.network.created and mn.subnet.created and mn.amphora_sg.created and mn.health_manager_sg.created
     assert not any(p.adopted for p in mn.parts) and mn.changes == [] and mn.warnings == []
+    assert [p.extra["label"].split(" (")[0] for p in mn.parts] == [
+        f"network {d.name}", f"subnet {d.subnet_name}", f"security group {d.amphora_sg.name}",
+        f"security group {d.health_manager_sg.name}"]
 
     net = conn.network.get_network(mn.network.id)
     assert net.name == d.name and net.project_id == env.project_id

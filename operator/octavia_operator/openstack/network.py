@@ -189,7 +189,7 @@ def ensure_network(conn: Any, desired: NetworkDesired, uid: str, *, project_id: 
       missing -> ``StepError("NetworkNotFound")``.
     - otherwise the network named ``desired.name`` in ``project_id`` is used (two -> ``Ambiguous``
       naming both), or created there with our marker.
-    ``extra``: ``mtu`` (read back from Neutron), ``name``, ``project_id``.
+    ``extra``: ``mtu`` (read back from Neutron), ``name``, ``project_id``, ``label``.
     """
     from openstack import exceptions as sdk
 
@@ -217,7 +217,8 @@ def ensure_network(conn: Any, desired: NetworkDesired, uid: str, *, project_id: 
     if not adopted and _ensure_tags(conn, net, uid, "network") and not created:
         changes.append(f"tagged network {_label(net)} with its owner")
     return Ensured(net.id, created=created, adopted=adopted, changes=changes,
-                   extra={"mtu": net.mtu, "name": net.name, "project_id": net.project_id})
+                   extra={"mtu": net.mtu, "name": net.name, "project_id": net.project_id,
+                          "label": f"network {_label(net)}"})
 
 
 def _classify(exc: BaseException, what: str) -> StepError:
@@ -239,7 +240,7 @@ def ensure_subnet(conn: Any, desired: NetworkDesired, uid: str, *, network_id: s
     A found subnet with another CIDR -> ``StepError("SubnetMismatch")``.
     Drift (allocation pool, gateway, DHCP): repaired on an owned subnet (listed in ``changes``);
     on an adopted subnet left alone and reported in ``extra["warnings"]``.
-    ``extra``: ``cidr``, ``gateway_ip``, ``allocation_pools``, ``prefix_length``, ``warnings``.
+    ``extra``: ``label``, ``cidr``, ``gateway_ip``, ``allocation_pools``, ``prefix_length``, ``warnings``.
     """
     want_cidr = ipaddress.ip_network(desired.cidr, strict=False)
     found = _list(f"looking up subnet {desired.subnet_name!r}", conn.network.subnets,
@@ -294,7 +295,7 @@ def ensure_subnet(conn: Any, desired: NetworkDesired, uid: str, *, network_id: s
     if not adopted and _ensure_tags(conn, sn, uid, "subnet") and not created:
         changes.append(f"tagged subnet {_label(sn)} with its owner")
     return Ensured(sn.id, created=created, adopted=adopted, changes=changes, extra={
-        "cidr": sn.cidr, "gateway_ip": sn.gateway_ip, "allocation_pools": list(sn.allocation_pools or []),
+        "label": f"subnet {_label(sn)}", "cidr": sn.cidr, "gateway_ip": sn.gateway_ip, "allocation_pools": list(sn.allocation_pools or []),
         "prefix_length": ipaddress.ip_network(sn.cidr, strict=False).prefixlen, "warnings": warnings})
 
 
@@ -315,7 +316,7 @@ def ensure_security_group(conn: Any, desired: SecurityGroupDesired, uid: str, *,
     - Extra INGRESS rules: on an owned group removed; on an adopted group, those we created
       (our marker) are removed, the others are left and reported in ``extra["warnings"]``.
       Egress rules are never touched.
-    ``extra``: ``name``, ``rules`` (count of desired rules), ``warnings``.
+    ``extra``: ``name``, ``rules`` (count of desired rules), ``warnings``, ``label``.
     """
     found = _list(f"looking up security group {desired.name!r}", conn.network.security_groups,
                   name=desired.name, project_id=project_id)
@@ -368,7 +369,8 @@ def ensure_security_group(conn: Any, desired: SecurityGroupDesired, uid: str, *,
              r["id"], ignore_missing=True)
         changes.append(f"security group {_label(sg)}: removed extra rule {_describe_rule(r)}")
     return Ensured(sg.id, created=created, adopted=adopted, changes=changes,
-                   extra={"name": sg.name, "rules": len(wanted), "warnings": warnings})
+                   extra={"name": sg.name, "rules": len(wanted), "warnings": warnings,
+                          "label": f"security group {_label(sg)}"})
 
 
 def _rule_dict(r: Rule) -> dict[str, Any]:
