@@ -190,15 +190,15 @@ def _key_comment(public_key: str) -> str:
     return parts[2].strip() if len(parts) > 2 else ""
 
 
-def _get_keypair(service_conn: Any, name: str) -> Any:
+def _get_keypair(service_conn: Any, name: str, user_id: str | None = None) -> Any:
+    """The key pair ``name`` of the connection's user (or, as an admin, of ``user_id``), or None."""
     from openstack import exceptions as sdk
 
     def get() -> Any:
         try:
-            return service_conn.compute.get_keypair(name)
+            return service_conn.compute.get_keypair(name, user_id=user_id)
         except sdk.NotFoundException:
             return None
-
     return call(f"reading key pair {name}", get)
 
 
@@ -242,13 +242,16 @@ def ensure_keypair(service_conn: Any, name: str, public_key: str) -> Ensured:
                    extra={"user_id": kp.user_id, "fingerprint": kp.fingerprint})
 
 
-def delete_keypair(service_conn: Any, name: str, public_key: str) -> bool:
+def delete_keypair(service_conn: Any, name: str, public_key: str, user_id: str | None = None) -> bool:
     """Delete key pair ``name`` of the service user when it holds ``public_key``; True when deleted.
-    Another key or no key pair: nothing is deleted."""
-    existing = _get_keypair(service_conn, name)
+    Another key or no key pair: nothing is deleted. With ``user_id``, ``service_conn`` may be an
+    admin connection acting on that user's key pair (Nova microversion >= 2.10), which works even
+    when the user can no longer authenticate (teardown)."""
+    existing = _get_keypair(service_conn, name, user_id)
     if existing is None or _key_body(existing.public_key) != _key_body(public_key):
         return False
-    call(f"deleting key pair {name}", service_conn.compute.delete_keypair, name, ignore_missing=True)
+    call(f"deleting key pair {name}", service_conn.compute.delete_keypair, name, ignore_missing=True,
+         user_id=user_id)
     return True
 
 

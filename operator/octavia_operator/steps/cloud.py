@@ -237,8 +237,11 @@ def teardown(ctx: Context) -> list[str]:
     st = ctx.status.get(STATUS_KEY) or {}
     done: list[str] = []
     net_id = st.get("networkId")
-    if net_id:
-        users = network.network_in_use(c_, net_id, ctx.uid)
+    from ..openstack.common import owner_tag
+    candidates = {net_id} if net_id else set()
+    candidates |= {x.id for x in c_.network.networks(tags=owner_tag(ctx.uid))}  # status may have lost the ID
+    for nid in sorted(candidates):
+        users = network.network_in_use(c_, nid, ctx.uid)
         if users:
             raise StepError("DeletionBlocked", "the management network is still used by load balancers or "
                             f"amphorae ({'; '.join(users[:5])}): delete them first", retry=True)
@@ -247,14 +250,10 @@ def teardown(ctx: Context) -> list[str]:
         c_, ctx.uid, network_id=net_id, subnet_id=st.get("subnetId"),
         security_group_ids=[x for x in (st.get("amphoraSecurityGroupId"), st.get("healthManagerSecurityGroupId")) if x],
         port_ids=ports)
-    ident = spec.identity
-    if st.get("keypairName"):
+    if st.get("keypairName") and st.get("serviceUserId"):
         data = ctx.kube.read_secret(ctx.namespace, n.Names(ctx.name).ssh_secret) or {}
-        pw = (ctx.kube.read_secret(ctx.namespace, n.Names(ctx.name).keystone_secret) or {}).get("password")
-        if "id_rsa.pub" in data and pw:
-            svc = compute.connect_as(c_, ident.serviceUser, pw.decode(), ident.serviceProject, ident.userDomain,
-                                     ident.projectDomain)
-            if compute.delete_keypair(svc, st["keypairName"], data["id_rsa.pub"].decode()):
+        if "id_rsa.pub" in data:  # as the admin, on the service user's behalf (the user goes next)
+            if compute.delete_keypair(c_, st["keypairName"], data["id_rsa.pub"].decode(), user_id=st["serviceUserId"]):
                 done.append(f"key pair {st['keypairName']}")
     if compute.delete_owned_flavor(c_, ctx.uid, st.get("flavorId")):
         done.append(f"flavor {st.get('flavorId')}")
