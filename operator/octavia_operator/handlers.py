@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from typing import Any
 
 import kopf
@@ -172,36 +173,90 @@ def _node_view(nodes: list[dict[str, Any]], spec: dict[str, Any]) -> dict[str, s
     return {node: p.host_id for node, p in cb.ports(cb.select_nodes(nodes, selector), annotation).items()}
 
 
+def reconcile_by_name(namespace: str, name: str, logger: Any = log) -> None:
+    """Reconcile one deployment outside kopf's change handlers (node and child events); the
+    status is patched directly, from the live object's status."""
+    k = kube()
+    live = k.get(f"{GROUP}/{VERSION}", "OctaviaDeployment", name, namespace)
+    if live is None or live["metadata"].get("deletionTimestamp"):
+        return
+    ctx = _context(live, live["metadata"], live.get("spec"), live.get("status"))
+    with r.lock_for(ctx.uid):
+        live = k.get(f"{GROUP}/{VERSION}", "OctaviaDeployment", name, namespace)  # the latest status
+        if live is None:
+            return
+        ctx.status = dict(live.get("status") or {})
+        outcome = r.reconcile(ctx)
+        if outcome.status_patch:
+            k.merge_patch(f"{GROUP}/{VERSION}", "OctaviaDeployment", name, namespace,
+                          {"status": outcome.status_patch}, subresource="status")
+    for etype, reason, message in outcome.events:
+        (kopf.warn if etype == "Warning" else kopf.info)(live, reason=reason, message=message)
+    logger.info("reconciled %s/%s after a node or child event", namespace, name)
+
+
+DEBOUNCE = float(os.environ.get("OCTAVIA_OPERATOR_DEBOUNCE", "2"))
+_pending: dict[tuple[str, str], threading.Timer] = {}
+_pending_lock = threading.Lock()
+
+
+def schedule(namespace: str, name: str) -> None:
+    """Reconcile soon; a burst of events (a rollout, many nodes joining) collapses into one run."""
+    key = (namespace, name)
+
+    def run() -> None:
+        with _pending_lock:
+            _pending.pop(key, None)
+        try:
+            reconcile_by_name(namespace, name)
+        except Exception:  # noqa: BLE001 - the drift timer catches up
+            log.exception("background reconcile of %s/%s failed", namespace, name)
+
+    with _pending_lock:
+        if key in _pending:
+            return
+        t = threading.Timer(DEBOUNCE, run)
+        t.daemon = True
+        _pending[key] = t
+        t.start()
+
+
 @kopf.on.event("", "v1", "nodes")
 def node_changed(event: Any, deployments: kopf.Index, logger: Any, **_: Any) -> None:
-    if event.get("type") not in ("ADDED", "MODIFIED", "DELETED", None):
-        return
-    k = kube()
-    nodes = k.list("v1", "Node")
+    nodes = None
     for (namespace, name), bodies in list(deployments.items()):
         for body in bodies:
             meta, spec, status = body.get("metadata", {}), body.get("spec", {}), body.get("status", {}) or {}
             if meta.get("deletionTimestamp"):
                 continue
+            if nodes is None:
+                nodes = kube().list("v1", "Node")
             want = _node_view(nodes, spec)
             have = {node: p.get("hostId") for node, p in (status.get("healthManagerPorts") or {}).items()}
-            if want == have:
-                continue
-            logger.info("nodes changed for %s/%s: ports wanted on %s, present on %s", namespace, name,
-                        sorted(want), sorted(have))
-            ctx = _context(body, meta, spec, status)
-            # the latest status, not the index's copy: another reconcile may have just written it
-            live = k.get(f"{GROUP}/{VERSION}", "OctaviaDeployment", name, namespace)
-            if live is None:
-                continue
-            ctx.status = dict(live.get("status") or {})
-            with r.lock_for(ctx.uid):
-                outcome = r.reconcile(ctx)
-            if outcome.status_patch:
-                k.merge_patch(f"{GROUP}/{VERSION}", "OctaviaDeployment", name, namespace,
-                              {"status": outcome.status_patch}, subresource="status")
-            for etype, reason, message in outcome.events:
-                (kopf.warn if etype == "Warning" else kopf.info)(live, reason=reason, message=message)
+            # also when a node's o-hm0 label disagrees with what the deployment last saw
+            if want != have:
+                logger.info("nodes changed for %s/%s: ports wanted on %s, present on %s", namespace, name,
+                            sorted(want), sorted(have))
+                schedule(namespace, name)
+
+
+# Children: a deleted or edited child is restored, rollouts and host-agent readiness are
+# followed. Children (and the pods of the DaemonSet) carry the instance label = the owner's name.
+MANAGED = {"app.kubernetes.io/managed-by": "octavia-operator"}
+CHILD_RESOURCES = [("apps", "v1", "deployments"), ("apps", "v1", "daemonsets"), ("apps", "v1", "statefulsets"),
+                   ("batch", "v1", "jobs"), ("", "v1", "configmaps"), ("", "v1", "secrets"), ("", "v1", "services"),
+                   ("", "v1", "serviceaccounts"), ("policy", "v1", "poddisruptionbudgets"), ("", "v1", "pods")]
+
+
+def child_changed(event: Any, meta: Any, deployments: kopf.Index, **_: Any) -> None:
+    owner = (meta.get("labels") or {}).get("app.kubernetes.io/instance")
+    namespace = meta.get("namespace")
+    if owner and (namespace, owner) in deployments:
+        schedule(namespace, owner)
+
+
+for _group, _version, _plural in CHILD_RESOURCES:
+    kopf.on.event(_group, _version, _plural, labels=MANAGED, id=f"child-{_plural}")(child_changed)
 
 
 @kopf.on.startup()

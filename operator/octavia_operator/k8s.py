@@ -159,6 +159,17 @@ class Kube:
         except NotFound:
             return False
 
+    def pod_log(self, namespace: str, name: str, tail_lines: int = 20) -> str:
+        path = _path("v1", "Pod", namespace, name) + "/log"
+        _method, url, headers, _payload, _post = self.api.param_serialize(
+            method="GET", resource_path=path, query_params=[("tailLines", str(tail_lines))],
+            header_params={"Accept": "text/plain"}, auth_settings=["BearerToken"])
+        resp = self.api.call_api(_method, url, header_params=headers)
+        resp.read()
+        if not 200 <= resp.status < 300:
+            raise ApiException(status=resp.status, reason=f"GET {path}")
+        return (resp.data or b"").decode(errors="replace")
+
     def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
         obj = self.get("v1", "Secret", name, namespace)
         if obj is None:

@@ -165,14 +165,12 @@ def _deployment(inp: Inputs, component: str, image: str, command: list[str], com
         "image": image,
         "imagePullPolicy": pull_policy,
         "command": command,
-        "args": [],
         "ports": ports,
         "resources": _resources(comp.resources),
         "volumeMounts": mounts,
         "securityContext": _container_security(),
         **(probes or {}),
     })
-    container["args"] = []
     selector = dict(node_selector or {})
     selector.update(comp.nodeSelector or {})
     pod = _compact({
@@ -313,7 +311,6 @@ def db_sync_job(inp: Inputs, img: Images, bin_dir: str) -> dict[str, Any]:
                         "name": "db-sync", "image": img.db_sync, "imagePullPolicy": img.pull_policy,
                         "command": [f"{bin_dir}/octavia-db-manage", "--config-file", n.CONF_FILE,
                                     "--config-file", n.SECRETS_CONF_FILE, "upgrade", "head"],
-                        "args": [],
                         "volumeMounts": mounts,
                         "securityContext": _container_security(),
                     }],
@@ -368,7 +365,6 @@ def hostagent_daemonset(inp: Inputs, img: Images) -> dict[str, Any]:
         "command": ["octavia-hostagent", "run", "--assignments", n.HOSTAGENT_ASSIGNMENTS,
                     "--ovsdb", f"unix:{ha.ovsdbSocket}", "--state-dir", "/var/lib/octavia-hostagent",
                     "--status-file", "/run/octavia-hostagent/status.json"],
-        "args": [],
         "env": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
         "resources": _resources(ha.resources) or {"requests": {"cpu": "10m", "memory": "64Mi"},
                                                    "limits": {"memory": "256Mi"}},
@@ -387,7 +383,6 @@ def hostagent_daemonset(inp: Inputs, img: Images) -> dict[str, Any]:
             {"name": "xtables-lock", "mountPath": "/run/xtables.lock"},
         ],
     })
-    container["args"] = []
     return {
         "apiVersion": "apps/v1", "kind": "DaemonSet",
         "metadata": _meta(inp, names.hostagent, "hostagent"),

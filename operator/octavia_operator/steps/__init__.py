@@ -1,8 +1,8 @@
 """The ordered list of reconcile steps; each reports one condition."""
 from __future__ import annotations
 
-from ..reconcile import Step, not_implemented
-from . import cloud
+from ..reconcile import Step
+from . import cloud, workloads
 from .core import step_cloud, step_spec
 
 STEPS: list[Step] = [
@@ -15,17 +15,13 @@ STEPS: list[Step] = [
     Step("network", "ManagementNetworkReady", cloud.step_network, depends=("identity",)),
     Step("ports", "HealthManagerPortsReady", cloud.step_ports, depends=("network",)),
     Step("quotas", "QuotasReady", cloud.step_quotas, depends=("identity",)),
-    Step("certificates", "CertificatesReady", not_implemented("Certificates and passphrases", 4),
-         depends=("spec",), issue=4),
-    Step("database", "DatabaseReady", not_implemented("The database", 4), depends=("spec",), issue=4),
-    Step("messaging", "MessagingReady", not_implemented("The message queue", 4), depends=("spec",), issue=4),
-    Step("config", "ConfigReady", not_implemented("octavia.conf", 4),
-         depends=("identity", "image", "flavor", "keypair", "network", "ports", "certificates", "database",
-                  "messaging"), issue=4),
-    Step("dbsync", "DatabaseSynced", not_implemented("The db-sync Job", 4), depends=("config",), issue=4),
-    Step("hostagent", "HostAgentReady", not_implemented("The host-agent DaemonSet", 4),
-         depends=("ports",), issue=4),
-    Step("services", "ServicesReady",
-         not_implemented("The api, worker, health-manager and housekeeping Deployments", 4),
-         depends=("dbsync", "hostagent"), issue=4),
+    Step("certificates", "CertificatesReady", workloads.step_certificates, depends=("spec",)),
+    Step("database", "DatabaseReady", workloads.step_database, depends=("spec",)),
+    Step("messaging", "MessagingReady", workloads.step_messaging, depends=("spec",)),
+    Step("config", "ConfigReady", workloads.step_config,
+         # not "ports": one node whose port does not bind must not hold back the others
+         depends=("identity", "image", "flavor", "keypair", "network", "certificates", "database", "messaging")),
+    Step("dbsync", "DatabaseSynced", workloads.step_dbsync, depends=("config",)),
+    Step("hostagent", "HostAgentReady", workloads.step_hostagent, depends=("config",)),
+    Step("services", "ServicesReady", workloads.step_services, depends=("dbsync", "hostagent")),
 ]

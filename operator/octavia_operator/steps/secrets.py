@@ -43,3 +43,16 @@ def ensure_generated(ctx: Context, name: str, component: str, generators: Mappin
         ctx.kube.merge_patch("v1", "Secret", name, ctx.namespace, {"data": {k: _b64(v) for k, v in new.items()}})
     data.update(new)
     return data
+
+
+def ensure_values(ctx: Context, name: str, component: str, values: Mapping[str, bytes]) -> None:
+    """Derived values (URLs built from generated passwords): written when they differ."""
+    live = ctx.kube.get("v1", "Secret", name, ctx.namespace)
+    data = {k: base64.b64decode(v) for k, v in ((live or {}).get("data") or {}).items()}
+    diff = {k: v for k, v in values.items() if data.get(k) != v}
+    if not diff:
+        return
+    if live is None:
+        ensure_generated(ctx, name, component, {k: (lambda v=v: v) for k, v in diff.items()})
+    else:
+        ctx.kube.merge_patch("v1", "Secret", name, ctx.namespace, {"data": {k: _b64(v) for k, v in diff.items()}})

@@ -1,0 +1,342 @@
+"""Issue 4's steps: certificates, database, messaging, octavia.conf, db-sync, host agent, services.
+
+Every Kubernetes child is built by ``builders.kube`` and applied with ``Kube.apply``, which
+writes only what differs (and so also restores a child someone deleted or edited). Secrets
+hold every generated value; nothing secret reaches a ConfigMap, the status or an event.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+from urllib.parse import quote
+
+from .. import conditions as c
+from .. import names as n
+from ..builders import certificates as certs
+from ..builders import kube as kb
+from ..builders.config import CloudValues, SecretValues
+from ..reconcile import Context, Result, StepError, TransientError
+from . import secrets
+from .cloud import recorded
+
+GROUP_VERSION = "octavia-operator.dev/v1alpha1"
+
+
+def _names(ctx: Context) -> n.Names:
+    return n.Names(ctx.name)
+
+
+def _apply_all(ctx: Context, objs: list[dict[str, Any]]) -> list[str]:
+    """Apply objects; return 'created X' / 'restored X' lines for events."""
+    out = []
+    for obj in objs:
+        action, _ = ctx.kube.apply(obj)
+        if action == "created":
+            out.append(f"created {obj['kind']} {obj['metadata']['name']}")
+        elif action == "patched":
+            out.append(f"updated {obj['kind']} {obj['metadata']['name']}")
+    if out:
+        ctx.event("Normal", "Applied", "; ".join(out))
+    return out
+
+
+def _user_secret(ctx: Context, name: str, key: str, what: str) -> bytes:
+    data = ctx.kube.read_secret(ctx.namespace, name)
+    if data is None:
+        raise StepError("SecretNotFound", f"{what}: Secret {ctx.namespace}/{name} does not exist", retry=True)
+    if key not in data:
+        raise StepError("SecretKeyMissing", f"{what}: Secret {name} has no key {key!r}", retry=True)
+    return data[key]
+
+
+# ----------------------------------------------------------------------------------------
+# certificates
+# ----------------------------------------------------------------------------------------
+
+def passphrases(ctx: Context) -> dict[str, bytes]:
+    pp = certs.generate_passphrases()
+    return secrets.ensure_generated(ctx, _names(ctx).passphrases_secret, "certificates", {
+        "ca-key-passphrase": lambda: pp.ca_key.encode(),
+        "server-certs-key-passphrase": lambda: pp.server_certs_key.encode(),
+        "heartbeat-key": lambda: certs.generate_heartbeat_key().encode(),
+    })
+
+
+def step_certificates(ctx: Context) -> Result:
+    spec = ctx.spec
+    assert spec is not None
+    cs = spec.certificates
+    pp = passphrases(ctx)
+    ctx.out["passphrases"] = pp
+    settings = certs.CertificateSettings(
+        ca_validity_days=cs.caValidityDays, client_validity_days=cs.clientValidityDays,
+        renew_before_days=cs.renewBeforeDays, key_type=cs.keyType, ca_key_size=cs.caKeySize,
+        client_key_size=cs.clientKeySize)
+    user_server = user_client = None
+    if cs.serverCASecret:
+        user_server = ctx.kube.read_secret(ctx.namespace, cs.serverCASecret)
+        user_client = ctx.kube.read_secret(ctx.namespace, cs.clientCASecret)
+        missing = [s for s, d in ((cs.serverCASecret, user_server), (cs.clientCASecret, user_client)) if d is None]
+        if missing:
+            raise StepError("CASecretNotFound", f"CA Secret(s) {', '.join(missing)} do not exist", retry=True)
+    name = _names(ctx).certs_secret
+    existing = ctx.kube.read_secret(ctx.namespace, name)
+    try:
+        plan = certs.plan_certificates(
+            existing, certs.Passphrases(pp["ca-key-passphrase"].decode(), pp["server-certs-key-passphrase"].decode()),
+            settings, ctx.now, user_server_ca=user_server, user_client_ca=user_client)
+    except certs.CertificateInputError as exc:
+        raise StepError("InvalidCertificateInput", str(exc)) from None
+    if plan.changed or existing is None:
+        ctx.kube.apply(kb._secret(kb.Inputs(ctx.name, ctx.namespace, ctx.uid, spec), name, "certificates",
+                                  {k: v.decode() for k, v in plan.data.items()}))
+        ctx.event("Normal", "Certificates", "; ".join(plan.actions) or "certificates written")
+    ctx.out["certs_digest"] = hashlib.sha256(json.dumps(
+        {k: v.decode() for k, v in sorted(plan.data.items())}).encode()).hexdigest()
+    expiry = {k: v.astimezone().strftime("%Y-%m-%dT%H:%M:%SZ") for k, v in plan.expiry.items()}
+    ctx.status_updates["certificates"] = {
+        "serverCAExpires": expiry.get("serverCA"), "clientCAExpires": expiry.get("clientCA"),
+        "clientCertificateExpires": expiry.get("clientCertificate")}
+    for w in plan.warnings:
+        ctx.event("Warning", "CertificateWarning", w)
+    if plan.warnings:
+        return Result(c.TRUE, "ExpiringSoon", "; ".join(plan.warnings))
+    return Result.ok("Ready", f"server CA until {expiry.get('serverCA')}, client CA until {expiry.get('clientCA')}, "
+                              f"client certificate until {expiry.get('clientCertificate')} (renewed "
+                              f"{cs.renewBeforeDays} days before)")
+
+
+# ----------------------------------------------------------------------------------------
+# database and messaging
+# ----------------------------------------------------------------------------------------
+
+def _statefulset_ready(ctx: Context, name: str) -> bool:
+    sts = ctx.kube.get("apps/v1", "StatefulSet", name, ctx.namespace) or {}
+    return int((sts.get("status") or {}).get("readyReplicas") or 0) >= 1
+
+
+def step_database(ctx: Context) -> Result:
+    spec = ctx.spec
+    assert spec is not None
+    db = spec.database
+    names = _names(ctx)
+    if db.external:
+        ref = db.external.connectionSecret
+        ctx.out["database_url"] = _user_secret(ctx, ref.name, ref.key, "database.external").decode()
+        return Result.ok("External", f"using the database in Secret {ref.name}")
+    if db.managed:
+        from .. import database
+        m = db.managed
+        admin_pw = _user_secret(ctx, m.adminSecret.name, m.adminSecret.key, "database.managed").decode()
+        data = secrets.ensure_generated(ctx, names.database_secret, "database",
+                                        {"password": secrets.random_password})
+        pw = data["password"].decode()
+        res = database.ensure_database(database.AdminCredentials(m.host, m.port, m.adminUser, admin_pw),
+                                       m.databaseName, m.userName, m.userHost, pw)
+        url = database.connection_url(m.host, m.port, m.userName, pw, m.databaseName)
+        secrets.ensure_values(ctx, names.database_secret, "database", {"connection": url.encode()})
+        ctx.out["database_url"] = url
+        if res.changes:
+            ctx.event("Normal", "Database", "; ".join(res.changes))
+        return Result.ok("Managed", f"database {m.databaseName} and user {m.userName} on {m.host}:{m.port}")
+    # embedded MariaDB
+    data = secrets.ensure_generated(ctx, names.database_secret, "database", {
+        "password": secrets.random_password, "root-password": secrets.random_password})
+    host = f"{names.mariadb}.{ctx.namespace}.svc"
+    url = f"mysql+pymysql://octavia:{quote(data['password'].decode(), safe='')}@{host}:3306/octavia?charset=utf8mb4"
+    secrets.ensure_values(ctx, names.database_secret, "database", {"connection": url.encode()})
+    ctx.out["database_url"] = url
+    inp = kb.Inputs(ctx.name, ctx.namespace, ctx.uid, spec)
+    from ..releases import images
+    _apply_all(ctx, kb.embedded_mariadb(inp, images(spec.release, spec.images)))
+    if not _statefulset_ready(ctx, names.mariadb):
+        raise StepError("Starting", f"waiting for the embedded MariaDB StatefulSet {names.mariadb} to be ready",
+                        retry=True)
+    return Result.ok("Embedded", f"embedded MariaDB {names.mariadb} is ready")
+
+
+def step_messaging(ctx: Context) -> Result:
+    spec = ctx.spec
+    assert spec is not None
+    mq = spec.messaging
+    names = _names(ctx)
+    if mq.external:
+        ref = mq.external.transportURLSecret
+        url = _user_secret(ctx, ref.name, ref.key, "messaging.external").decode().strip()
+        if "://" not in url:
+            raise StepError("InvalidTransportURL", f"the transport_url in Secret {ref.name} is not a URL "
+                                                   "(expected rabbit://user:password@host:5672/)")
+        ctx.out["transport_url"] = url
+        return Result.ok("External", f"using the message queue in Secret {ref.name}")
+    data = secrets.ensure_generated(ctx, names.messaging_secret, "messaging", {
+        "password": secrets.random_password, "erlang-cookie": lambda: secrets.random_password(48)})
+    url = f"rabbit://octavia:{quote(data['password'].decode(), safe='')}@{names.rabbitmq}.{ctx.namespace}.svc:5672/"
+    secrets.ensure_values(ctx, names.messaging_secret, "messaging", {"transport_url": url.encode()})
+    ctx.out["transport_url"] = url
+    inp = kb.Inputs(ctx.name, ctx.namespace, ctx.uid, spec)
+    from ..releases import images
+    _apply_all(ctx, kb.embedded_rabbitmq(inp, images(spec.release, spec.images)))
+    if not _statefulset_ready(ctx, names.rabbitmq):
+        raise StepError("Starting", f"waiting for the embedded RabbitMQ StatefulSet {names.rabbitmq} to be ready",
+                        retry=True)
+    return Result.ok("Embedded", f"embedded RabbitMQ {names.rabbitmq} is ready")
+
+
+# ----------------------------------------------------------------------------------------
+# octavia.conf
+# ----------------------------------------------------------------------------------------
+
+def inputs(ctx: Context) -> kb.Inputs:
+    """Everything the Kubernetes builders need, from the spec, status IDs and the Secrets."""
+    if "inputs" in ctx.out:
+        return ctx.out["inputs"]
+    spec = ctx.spec
+    assert spec is not None
+    ids = lambda k: recorded(ctx, k)  # noqa: E731
+    ports = ctx.out.get("ports")
+    if ports is None:
+        raise StepError("Waiting", "waiting for the health-manager ports (HealthManagerPortsReady)", retry=True)
+    # amphorae send heartbeats to every listed address: only ports that bound can receive them
+    hm_ips = {node: p.ip for node, p in ports.ports.items() if p.ip and p.bound}
+    if not hm_ips:
+        raise StepError("NoBoundPorts", "no health-manager port is bound: amphorae would have nowhere to send "
+                        "heartbeats (see HealthManagerPortsReady)", retry=True)
+    info = ctx.out.get("cloud_info") or {}
+    cloud = CloudValues(auth_url=info.get("auth_url") or "", image_owner_id=ids("imageOwnerId") or "",
+                        flavor_id=ids("flavorId") or "", network_id=ids("networkId") or "",
+                        amphora_secgroup_id=ids("amphoraSecurityGroupId") or "", health_manager_ips=hm_ips)
+    pp = ctx.out["passphrases"]
+    svc_pw = (ctx.kube.read_secret(ctx.namespace, _names(ctx).keystone_secret) or {}).get("password", b"")
+    sv = SecretValues(transport_url=ctx.out["transport_url"], database_url=ctx.out["database_url"],
+                      heartbeat_key=pp["heartbeat-key"].decode(), service_password=svc_pw.decode(),
+                      ca_key_passphrase=pp["ca-key-passphrase"].decode(),
+                      server_certs_key_passphrase=pp["server-certs-key-passphrase"].decode())
+    net = ctx.out["network"]
+    nodes = {node: {"portId": p.port_id, "mac": p.mac, "ip": p.ip, "prefixLength": p.prefix_length,
+                    "bound": p.bound} for node, p in sorted(ports.ports.items())}
+    base = kb.Inputs(ctx.name, ctx.namespace, ctx.uid, spec)
+    assignments = kb.assignments_doc(base, {"id": net.network.id, "cidr": spec.managementNetwork.cidr,
+                                            "mtu": net.mtu or 1500}, nodes)
+    inp = kb.Inputs(ctx.name, ctx.namespace, ctx.uid, spec, cloud=cloud, secrets=sv,
+                    certs_digest=ctx.out.get("certs_digest", ""), assignments=assignments,
+                    ready_nodes=len(ctx.out.get("ready_nodes") or []) or 1)
+    ctx.out["inputs"] = inp
+    return inp
+
+
+def step_config(ctx: Context) -> Result:
+    inp = inputs(ctx)
+    _apply_all(ctx, kb.service_accounts(inp) + [kb.config_map(inp), kb.config_secret(inp)])
+    return Result.ok("Ready", f"octavia.conf in ConfigMap {_names(ctx).config_map}, secrets in Secret "
+                              f"{_names(ctx).config_secret} (config hash {kb.config_hash(inp)})")
+
+
+# ----------------------------------------------------------------------------------------
+# db-sync
+# ----------------------------------------------------------------------------------------
+
+def _job_log_tail(ctx: Context, job_name: str, lines: int = 20) -> str:
+    pods = ctx.kube.list("v1", "Pod", ctx.namespace, label_selector=f"job-name={job_name}")
+    if not pods:
+        return "(no pod)"
+    pod = sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""))[-1]["metadata"]["name"]
+    try:
+        text = ctx.kube.pod_log(ctx.namespace, pod, lines)
+    except Exception as exc:  # noqa: BLE001 - the log is a nicety; the condition is the point
+        return f"(log of {pod} unavailable: {type(exc).__name__})"
+    return text.strip()[-2000:]
+
+
+def step_dbsync(ctx: Context) -> Result:
+    spec = ctx.spec
+    assert spec is not None
+    from ..releases import RELEASES, images
+    inp = inputs(ctx)
+    job = kb.db_sync_job(inp, images(spec.release, spec.images), RELEASES[spec.release].bin_dir)
+    name = job["metadata"]["name"]
+    action, live = ctx.kube.apply(job, immutable=True)
+    if action == "created":
+        ctx.event("Normal", "DatabaseSync", f"started {name} (octavia-db-manage upgrade head)")
+    st = live.get("status") or {}
+    if int(st.get("succeeded") or 0) >= 1:
+        ctx.out["dbsync_done"] = True
+        return Result.ok("Synced", f"{name} completed: the schema is at head for {spec.release}")
+    failed = [cnd for cnd in st.get("conditions") or [] if cnd.get("type") == "Failed" and cnd.get("status") == "True"]
+    if failed:
+        raise StepError("DatabaseSyncFailed", f"{name} failed ({failed[0].get('reason', '')}); log tail: "
+                        f"{_job_log_tail(ctx, name)}")
+    raise StepError("Running", f"{name} is running octavia-db-manage upgrade head", retry=True)
+
+
+# ----------------------------------------------------------------------------------------
+# host agent and node labels
+# ----------------------------------------------------------------------------------------
+
+def _pod_ready(pod: dict[str, Any]) -> bool:
+    return any(x.get("type") == "Ready" and x.get("status") == "True"
+               for x in (pod.get("status") or {}).get("conditions") or [])
+
+
+def step_hostagent(ctx: Context) -> Result:
+    spec = ctx.spec
+    assert spec is not None
+    from ..releases import images
+    inp = inputs(ctx)
+    _apply_all(ctx, kb.service_accounts(inp)[1:] + [kb.hostagent_config_map(inp),
+                                                    kb.hostagent_daemonset(inp, images(spec.release, spec.images))])
+    ports = ctx.out["ports"]
+    wanted = sorted(ports.ports)
+    pods = ctx.kube.list("v1", "Pod", ctx.namespace,
+                         label_selector=",".join(f"{k}={v}" for k, v in n.selector(ctx.name, "hostagent").items()))
+    ready = sorted({p["spec"].get("nodeName") for p in pods if _pod_ready(p) and p.get("spec", {}).get("nodeName")}
+                   & set(wanted))
+    label = _names(ctx).o_hm0_label(ctx.namespace)
+    for node in ctx.out.get("nodes_all") or ctx.kube.list("v1", "Node"):
+        nname = node["metadata"]["name"]
+        has = (node["metadata"].get("labels") or {}).get(label) == "ready"
+        if nname in ready and not has:
+            ctx.kube.merge_patch("v1", "Node", nname, None, {"metadata": {"labels": {label: "ready"}}})
+            ctx.event("Normal", "NodeReady", f"o-hm0 is plumbed on {nname}: Octavia controllers may run there")
+        elif nname not in ready and has:
+            ctx.kube.merge_patch("v1", "Node", nname, None, {"metadata": {"labels": {label: None}}})
+            ctx.event("Warning", "NodeNotReady", f"o-hm0 is not ready on {nname}: controllers leave it")
+    ctx.out["ready_nodes"] = ready
+    ctx.out.pop("inputs", None)  # health-manager replicas follow the ready nodes
+    missing = [x for x in wanted if x not in ready]
+    if not ready:
+        raise StepError("Waiting", f"waiting for the host agent to plumb o-hm0 on {', '.join(wanted)}", retry=True)
+    if missing:
+        return Result(c.TRUE, "Partial", f"o-hm0 ready on {', '.join(ready)}; not yet on {', '.join(missing)}")
+    return Result.ok("Ready", f"o-hm0 ready on {', '.join(ready)}")
+
+
+# ----------------------------------------------------------------------------------------
+# services
+# ----------------------------------------------------------------------------------------
+
+def step_services(ctx: Context) -> Result:
+    spec = ctx.spec
+    assert spec is not None
+    from ..releases import RELEASES, images
+    inp = inputs(ctx)
+    img = images(spec.release, spec.images)
+    bin_dir = RELEASES[spec.release].bin_dir
+    deployments = [kb.api_deployment(inp, img, bin_dir), kb.worker_deployment(inp, img, bin_dir),
+                   kb.health_manager_deployment(inp, img, bin_dir), kb.housekeeping_deployment(inp, img, bin_dir)]
+    _apply_all(ctx, [kb.api_service(inp), kb.api_pdb(inp)] + deployments)
+    ctx.status_updates["apiEndpoint"] = kb.internal_api_url(ctx.name, ctx.namespace, spec.api.port)
+    waiting = []
+    for d in deployments:
+        live = ctx.kube.get("apps/v1", "Deployment", d["metadata"]["name"], ctx.namespace) or {}
+        want = d["spec"]["replicas"]
+        st = live.get("status") or {}
+        if int(st.get("availableReplicas") or 0) < want or int(st.get("updatedReplicas") or 0) < want:
+            waiting.append(f"{d['metadata']['name']} {int(st.get('availableReplicas') or 0)}/{want}")
+    if waiting:
+        raise StepError("RollingOut", "waiting for " + ", ".join(waiting), retry=True)
+    return Result.ok("Ready", "octavia-api, worker, health-manager and housekeeping are available")
+
+
+__all__ = ["step_certificates", "step_database", "step_messaging", "step_config", "step_dbsync",
+           "step_hostagent", "step_services", "TransientError"]
