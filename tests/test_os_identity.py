@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import uuid
 from dataclasses import replace
 
 import pytest
@@ -24,8 +25,9 @@ from oscount import WriteCounter
 
 pytestmark = pytest.mark.openstack
 
-UID = "11111111-2222-3333-4444-555555555555"
-OTHER_UID = "99999999-8888-7777-6666-555555555555"
+# this module's own deployment UIDs (deletion acts on everything marked with UID: never share it)
+UID = str(uuid.uuid4())
+OTHER_UID = str(uuid.uuid4())
 
 
 def _pw() -> str:
@@ -306,6 +308,7 @@ def test_a_missing_role_is_role_not_found(os_cloud, names):
         identity.ensure_identity(os_cloud, names.desired(roles=("admin", missing)), UID, _pw())
     assert err.value.reason == "RoleNotFound" and missing in err.value.message
     assert names.find_role(missing) is None
+    assert names.find_project() is None and names.find_user() is None     # checked before any write
 
 
 def test_a_resource_of_another_deployment_is_refused(os_cloud, names):
@@ -370,8 +373,10 @@ def test_the_password_never_appears_in_changes_exceptions_or_logs(os_cloud, os_c
     r2 = identity.ensure_identity(os_cloud, d, UID, pw2)                  # password reset
     assert r2.changes == [f"password of user {names.user} reset to the operator's"]
     assert identity.password_works(os_cloud, d, pw2) and not identity.password_works(os_cloud, d, pw1)
+    os_cloud.identity.create_service(name="second", type=names.service_type)
     with pytest.raises(StepError) as err:                                 # reset, then an error
-        identity.ensure_identity(os_cloud, names.desired(roles=("admin", f"missing-{names.u}")), UID, pw3)
+        identity.ensure_identity(os_cloud, d, UID, pw3)
+    assert err.value.reason == "Ambiguous"
     assert _auth_ok(os_cloud_config, names.user, pw3)
     # debug logging of the HTTP requests was really on, so a leak would have been captured
     assert "REQ: curl" in caplog.text
@@ -379,3 +384,15 @@ def test_the_password_never_appears_in_changes_exceptions_or_logs(os_cloud, os_c
         assert pw not in caplog.text
         assert pw not in repr(r1) + repr(r2)
         assert pw not in str(err.value) + repr(err.value) + err.value.message
+
+
+def test_domains_by_name_or_id_and_a_missing_domain(os_cloud, names):
+    missing = f"no-such-domain-{names.u}"
+    with pytest.raises(StepError) as err:
+        identity.ensure_identity(os_cloud, names.desired(user_domain=missing), UID, _pw())
+    assert err.value.reason == "DomainNotFound" and missing in err.value.message
+    assert names.find_user() is None and names.find_project() is None
+    # "default" is the Default domain's ID, not its name: accepted as well
+    res = identity.ensure_identity(os_cloud, names.desired(user_domain="default", project_domain="default",
+                                                           lb_roles=()), UID, _pw())
+    assert names.find_user().id == res.user_id and names.find_project().id == res.project_id

@@ -87,9 +87,14 @@ def _raw(conn: Any, what: str, method: str, url: str, body: dict | None = None) 
 
 
 def _domain_id(conn: Any, name: str, kind: str) -> str:
+    """The ID of a domain given by name (or, failing that, by ID: ``default``)."""
     from openstack import exceptions as sdk
+    found = call(f"looking up the {kind} domain {name!r}", lambda: list(conn.identity.domains(name=name)))
+    dom = pick_one(found, f"domain named {name!r}")
+    if dom is not None:
+        return dom.id
     try:
-        return conn.identity.find_domain(name, ignore_missing=False).id
+        return conn.identity.get_domain(name).id
     except sdk.NotFoundException:
         raise StepError("DomainNotFound", f"the Keystone domain {name!r} ({kind} domain) does not exist") from None
     except Exception as exc:  # noqa: BLE001
@@ -189,7 +194,8 @@ def ensure_identity(conn: Any, d: IdentityDesired, uid: str, password: str) -> I
       (created with the marker, default project, enabled and the password if missing; an existing
       user whose password does not work gets it reset: one write, listed in ``changes``);
     - the user holds every role of ``d.roles`` on the project (missing grants are added; grants
-      outside ``d.roles`` are left alone); a role that does not exist -> StepError ``RoleNotFound``;
+      outside ``d.roles`` are never revoked); a role that does not exist -> StepError ``RoleNotFound``
+      and a domain that does not exist -> ``DomainNotFound``, both before any write;
     - every role of ``d.lb_roles`` exists (created with the marker, or adopted);
     - exactly one service of type ``d.service_type`` exists (created with the marker if none; named
       ``d.service_name`` if it is ours; an unmarked one is adopted as it is; two or more ->
@@ -209,8 +215,21 @@ def ensure_identity(conn: Any, d: IdentityDesired, uid: str, password: str) -> I
         if not owned_by(obj, uid):
             res_adopted.append(label)
 
-    # -- project ------------------------------------------------------------------------------
+    # -- inputs first (reads only): a bad domain, role or foreign marker writes nothing -------
     project, project_dom = _find_project(conn, d)
+    user, user_dom = _find_user(conn, d)
+    for obj, kind in ((project, "project"), (user, "user")):
+        if obj is not None:
+            check_not_foreign(obj, uid, kind)
+    role_ids: dict[str, str] = {}
+    for name in d.roles:
+        role = _find_role(conn, name)
+        if role is None:
+            raise StepError("RoleNotFound", f"the role {name!r} (identity.roles) does not exist in Keystone; "
+                                            "create it or remove it from the spec")
+        role_ids[name] = role.id
+
+    # -- project ------------------------------------------------------------------------------
     if project is None:
         project = call(f"creating project {d.project!r}", conn.identity.create_project, name=d.project,
                        domain_id=project_dom, description=with_marker(PROJECT_DESCRIPTION, uid),
@@ -221,7 +240,6 @@ def ensure_identity(conn: Any, d: IdentityDesired, uid: str, password: str) -> I
         note(project, f"project {d.project}")
 
     # -- user ---------------------------------------------------------------------------------
-    user, user_dom = _find_user(conn, d)
     if user is None:
         body = {"user": {"name": d.user, "domain_id": user_dom, "default_project_id": project.id,
                          "enabled": True, "description": with_marker(USER_DESCRIPTION, uid),
@@ -246,13 +264,6 @@ def ensure_identity(conn: Any, d: IdentityDesired, uid: str, password: str) -> I
             log.info("reset the password of user %s (%s)", d.user, user_id)
 
     # -- grants -------------------------------------------------------------------------------
-    role_ids: dict[str, str] = {}
-    for name in d.roles:
-        role = _find_role(conn, name)
-        if role is None:
-            raise StepError("RoleNotFound", f"the role {name!r} (identity.roles) does not exist in Keystone; "
-                                            "create it or remove it from the spec")
-        role_ids[name] = role.id
     if role_ids:
         have = {(a.role or {}).get("id") for a in call(
             f"listing the roles of user {d.user!r} on project {d.project!r}",
