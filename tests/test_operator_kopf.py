@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import pathlib
 import time
+import uuid
 
 import pytest
 import yaml
@@ -96,26 +97,83 @@ def test_invalid_spec_is_reported_and_nothing_else_runs(kube_api, kube_namespace
 
 
 @pytest.mark.openstack
-def test_late_secret_converges_to_cloud_reachable_and_delete_releases_the_finalizer(
-        kube_api, kube_namespace, run_kopf, operator_env, os_cloud_config):
+def test_late_secret_converges_and_delete_removes_owned_cloud_resources(
+        kube_api, kube_namespace, run_kopf, operator_env, os_cloud, os_cloud_config, fake_agent_hosts):
+    from octd_helpers import node, random_cidr, serve_image, spec_for
     kube_api.create_crd(str(CRD))
     ns = kube_namespace
     ref = "octaviadeployments.octavia-operator.dev"
-    with run_kopf("octavia_operator.handlers", namespace=ns, env=ENV, fail_on_errors=False) as op:
-        kube_api.create(resource(ns))
+    sfx = uuid.uuid4().hex[:8]
+    for name in ("node-0", "node-1"):
+        kube_api.create(node(name))
+    with serve_image() as image_url, \
+            run_kopf("octavia_operator.handlers", namespace=ns, env=ENV, fail_on_errors=False) as op:
+        kube_api.create(resource(ns, spec=spec_for(sfx, image_url, random_cidr())))
         op.wait_for(lambda: conditions(kube_api.get(ref, "octavia", ns)).get("CloudReachable", {}).get("reason")
                     == "CredentialsSecretNotFound", timeout=20)
         kube_api.create(clouds_yaml_secret(ns, os_cloud_config))
         obj = op.wait_for(lambda: (o := kube_api.get(ref, "octavia", ns))
-                          and conditions(o).get("CloudReachable", {}).get("status") == "True" and o, timeout=30)
+                          and conditions(o).get("HealthManagerPortsReady", {}).get("status") == "True" and o,
+                          timeout=120)
         assert "authenticated to http://127.0.0.1" in conditions(obj)["CloudReachable"]["message"]
-        # the rest is not built yet, and says so
-        assert conditions(obj)["IdentityReady"]["reason"] == "NotImplemented"
-        # converged: once kopf has finished its bookkeeping, nothing writes to the resource any more
-        time.sleep(2)
-        rv = kube_api.get(ref, "octavia", ns)["metadata"]["resourceVersion"]
-        time.sleep(3)
-        assert kube_api.get(ref, "octavia", ns)["metadata"]["resourceVersion"] == rv
+        ids = obj["status"]["openstack"]
+        assert os_cloud.network.get_network(ids["networkId"]).name == f"lb-mgmt-net-{sfx}"
+        # a node joining is noticed through the Node watch, without touching the resource
+        kube_api.create(node("node-2"))
+        op.wait_for(lambda: "node-2" in (kube_api.get(ref, "octavia", ns)["status"].get("healthManagerPorts") or {}),
+                    timeout=60)
+        port_id = kube_api.get(ref, "octavia", ns)["status"]["healthManagerPorts"]["node-2"]["portId"]
+        assert os_cloud.network.get_port(port_id).binding_host_id == "node-2"
+        # deletionPolicy Delete: the finalizer removes what the deployment owns, then lets go
         kube_api.delete(ref, "octavia", ns)
-        op.wait_for(lambda: kube_api.get(ref, "octavia", ns) is None, timeout=20)
+        op.wait_for(lambda: kube_api.get(ref, "octavia", ns) is None, timeout=120)
+        assert os_cloud.network.find_network(ids["networkId"]) is None
+        assert os_cloud.network.find_port(port_id) is None
+        assert os_cloud.identity.find_user(f"octavia-{sfx}", domain_id="default") is None
         assert unexpected_errors(op) == []
+
+
+@pytest.mark.openstack
+def test_retain_keeps_every_cloud_resource(kube_api, kube_namespace, run_kopf, operator_env, os_cloud,
+                                           os_cloud_config, fake_agent_hosts):
+    from octd_helpers import node, random_cidr, serve_image, spec_for
+    from octavia_operator.steps import cloud as cloud_steps
+    kube_api.create_crd(str(CRD))
+    ns = kube_namespace
+    ref = "octaviadeployments.octavia-operator.dev"
+    sfx = uuid.uuid4().hex[:8]
+    kube_api.create(node("node-0"))
+    kube_api.create(clouds_yaml_secret(ns, os_cloud_config))
+    spec = {**spec_for(sfx, "http://unused.invalid/", random_cidr()), "deletionPolicy": "Retain"}
+    with serve_image() as image_url, \
+            run_kopf("octavia_operator.handlers", namespace=ns, env=ENV, fail_on_errors=False) as op:
+        spec["amphora"]["image"]["url"] = image_url
+        kube_api.create(resource(ns, spec=spec))
+        obj = op.wait_for(lambda: (o := kube_api.get(ref, "octavia", ns))
+                          and conditions(o).get("HealthManagerPortsReady", {}).get("status") == "True" and o,
+                          timeout=120)
+        uid = obj["metadata"]["uid"]
+        ids = obj["status"]["openstack"]
+        kube_api.delete(ref, "octavia", ns)
+        op.wait_for(lambda: kube_api.get(ref, "octavia", ns) is None, timeout=30)
+    try:
+        assert os_cloud.network.get_network(ids["networkId"])
+        assert os_cloud.image.get_image(ids["imageId"])
+        assert os_cloud.compute.get_flavor(ids["flavorId"])
+        assert os_cloud.identity.find_user(f"octavia-{sfx}", domain_id="default") is not None
+    finally:  # clean up the shared cloud with the operator's own teardown
+        from octavia_operator import reconcile as r
+        from octavia_operator.spec import parse_spec
+        ctx = r.Context(name="octavia", namespace=ns, uid=uid, generation=1, raw_spec=spec,
+                        status=obj["status"], kube=None)
+        ctx.spec = parse_spec(spec)
+        from octavia_operator.openstack import session
+        doc = yaml.safe_load(open(os_cloud_config["clouds_yaml"]).read())
+        ctx.out["cloud"] = session.connect(yaml.safe_dump({"clouds": {"c": doc["clouds"][os_cloud_config["cloud"]]}})
+                                           .encode(), "c", os_cloud_config["region"], "public")
+
+        class NoSecrets:
+            def read_secret(self, *a):
+                return None
+        ctx.kube = NoSecrets()
+        cloud_steps.teardown(ctx)

@@ -190,8 +190,11 @@ def reconcile_by_name(namespace: str, name: str, logger: Any = log) -> None:
         if outcome.status_patch:
             k.merge_patch(f"{GROUP}/{VERSION}", "OctaviaDeployment", name, namespace,
                           {"status": outcome.status_patch}, subresource="status")
-    for etype, reason, message in outcome.events:
-        (kopf.warn if etype == "Warning" else kopf.info)(live, reason=reason, message=message)
+    for etype, reason, message in outcome.events:  # outside kopf's handlers: post them ourselves
+        try:
+            k.post_event(live, etype, reason, message)
+        except Exception:  # noqa: BLE001 - an event is not worth failing the reconcile for
+            log.warning("could not post event %s on %s/%s", reason, namespace, name)
     logger.info("reconciled %s/%s after a node or child event", namespace, name)
 
 

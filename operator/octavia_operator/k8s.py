@@ -141,7 +141,8 @@ class Kube:
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         md = obj["metadata"]
-        self.writes.add("create", obj["kind"], md["name"])
+        if obj["kind"] != "Event":
+            self.writes.add("create", obj["kind"], md.get("name") or md.get("generateName", ""))
         return self._call("POST", _path(obj["apiVersion"], obj["kind"], md.get("namespace")), body=obj)
 
     def merge_patch(self, api_version: str, kind: str, name: str, namespace: str | None,
@@ -169,6 +170,21 @@ class Kube:
         if not 200 <= resp.status < 300:
             raise ApiException(status=resp.status, reason=f"GET {path}")
         return (resp.data or b"").decode(errors="replace")
+
+    def post_event(self, obj: dict[str, Any], etype: str, reason: str, message: str) -> None:
+        """A core/v1 Event about ``obj`` (used outside kopf's handlers, which post their own)."""
+        import datetime as dt
+        md = obj["metadata"]
+        now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.create({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{md['name']}.", "namespace": md["namespace"]},
+            "involvedObject": {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "name": md["name"],
+                               "namespace": md["namespace"], "uid": md.get("uid")},
+            "type": etype, "reason": reason, "message": message[:1024],
+            "source": {"component": "octavia-operator"},
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        })
 
     def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
         obj = self.get("v1", "Secret", name, namespace)
