@@ -6,107 +6,17 @@ Everything is checked with plain openstacksdk calls, not with the operator's own
 from __future__ import annotations
 
 import base64
-import uuid
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
-import yaml
 
-from octd_helpers import node, random_cidr, serve_image, spec_for
+from octd_helpers import env, image_url, node  # noqa: F401 - fixtures
 from oscount import WriteCounter
 from octavia_operator import handlers
 from octavia_operator import reconcile as r
-from octavia_operator.k8s import Kube
 from octavia_operator.steps import cloud as cloud_steps
 
 pytestmark = [pytest.mark.openstack, pytest.mark.kube]
 
-CRD = "deploy/crds/octaviadeployments.octavia-operator.dev.yaml"
-REF = "octaviadeployments.octavia-operator.dev"
-API = "octavia-operator.dev/v1alpha1"
-
-
-@pytest.fixture(scope="module")
-def image_url():
-    with serve_image() as url:
-        yield url
-
-
-@dataclass
-class Env:
-    kube_api: Any
-    kube: Kube
-    ns: str
-    name: str
-    sfx: str
-    os: Any
-    clouds_yaml: bytes
-    extra_cleanup: list = field(default_factory=list)
-
-    def cr(self) -> dict:
-        return self.kube_api.get(REF, self.name, self.ns)
-
-    def context(self) -> r.Context:
-        live = self.cr()
-        return r.Context(name=self.name, namespace=self.ns, uid=live["metadata"]["uid"],
-                         generation=live["metadata"]["generation"], raw_spec=live["spec"],
-                         status=dict(live.get("status") or {}), kube=self.kube,
-                         cloud_factory=handlers.cloud_from_secret)
-
-    def reconcile(self) -> tuple[r.Outcome, r.Context]:
-        ctx = self.context()
-        out = r.reconcile(ctx)
-        if out.status_patch:
-            self.kube.merge_patch(API, "OctaviaDeployment", self.name, self.ns, {"status": out.status_patch},
-                                  subresource="status")
-        return out, ctx
-
-    def conn(self) -> Any:
-        """The operator's own (cached) connection for this deployment."""
-        ctx = self.context()
-        from octavia_operator.spec import parse_spec
-        ctx.spec = parse_spec(ctx.raw_spec)
-        return handlers.cloud_from_secret(ctx)
-
-    def conditions(self) -> dict[str, dict]:
-        return {c["type"]: c for c in (self.cr().get("status") or {}).get("conditions") or []}
-
-    def ids(self) -> dict:
-        return (self.cr().get("status") or {}).get("openstack") or {}
-
-
-@pytest.fixture
-def env(kube_api, kube_namespace, os_cloud, os_cloud_config, fake_agent_hosts, image_url):
-    assert {"node-0", "node-1", "node-2"} <= set(fake_agent_hosts)
-    sfx = uuid.uuid4().hex[:8]
-    ns = kube_namespace
-    kube_api.create_crd(CRD)
-    doc = yaml.safe_load(open(os_cloud_config["clouds_yaml"]).read())
-    clouds_yaml = yaml.safe_dump({"clouds": {"admin-cloud": doc["clouds"][os_cloud_config["cloud"]]}}).encode()
-    kube_api.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "openstack-admin", "namespace": ns},
-                     "data": {"clouds.yaml": base64.b64encode(clouds_yaml).decode()}})
-    for n_ in ("node-0", "node-1"):
-        kube_api.create(node(n_))
-    kube_api.create(node("worker-0", control_plane=False))
-    cidr = random_cidr()
-    kube_api.create({"apiVersion": API, "kind": "OctaviaDeployment", "metadata": {"name": "octavia", "namespace": ns},
-                     "spec": spec_for(sfx, image_url, cidr)})
-    e = Env(kube_api, Kube(kube_api.api_client()), ns, "octavia", sfx, os_cloud, clouds_yaml)
-    yield e
-    # leave nothing behind: the operator's own teardown, then whatever the test made by hand
-    try:
-        ctx = e.context()
-        from octavia_operator.spec import parse_spec
-        ctx.spec = parse_spec(ctx.raw_spec)
-        ctx.out["cloud"] = handlers.cloud_from_secret(ctx)
-        cloud_steps.teardown(ctx)
-    finally:
-        for fn in reversed(e.extra_cleanup):
-            try:
-                fn()
-            except Exception:  # noqa: BLE001
-                pass
 
 
 def test_creates_every_resource_then_a_second_reconcile_writes_nothing(env):

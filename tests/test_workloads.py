@@ -1,0 +1,195 @@
+"""Issue 4 end to end: Secrets, ConfigMap, db-sync Job, host agent and the four services, applied by
+the real reconcile through the real Kubernetes layer, with the real loopback cloud behind it.
+
+The emulated API has no kubelet and no controllers, so the tests play their part: they mark
+StatefulSets ready, the Job succeeded, host-agent pods ready and Deployments available.
+"""
+from __future__ import annotations
+
+import base64
+import configparser
+import json
+
+import pytest
+
+from octd_helpers import API, REF, env, image_url, node  # noqa: F401 - fixtures
+from oscount import WriteCounter
+from octavia_operator import names as n
+
+pytestmark = [pytest.mark.openstack, pytest.mark.kube]
+
+LABEL = "octavia.{ns}.octavia-operator.dev/o-hm0"
+
+
+def play_controllers(env, nodes=("node-0", "node-1")) -> None:
+    """What kubelets and controllers would do: everything the operator created becomes ready."""
+    api, ns = env.kube_api, env.ns
+    for sts in api.objects("statefulsets", ns):
+        api.patch("statefulsets", sts["metadata"]["name"], {"status": {"replicas": 1, "readyReplicas": 1}}, ns,
+                  subresource="status")
+    for job in api.objects("jobs", ns):
+        api.patch("jobs", job["metadata"]["name"], {"status": {"succeeded": 1}}, ns, subresource="status")
+    if api.objects("daemonsets", ns):
+        for node_name in nodes:
+            pod = f"octavia-hostagent-{node_name}"
+            if not api.exists("pods", pod, ns):
+                api.create({"apiVersion": "v1", "kind": "Pod",
+                            "metadata": {"name": pod, "namespace": ns, "labels": n.selector("octavia", "hostagent")},
+                            "spec": {"nodeName": node_name, "containers": [{"name": "hostagent", "image": "x"}]}})
+            api.patch("pods", pod, {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}, ns,
+                      subresource="status")
+    for dep in api.objects("deployments", ns):
+        want = dep["spec"]["replicas"]
+        api.patch("deployments", dep["metadata"]["name"],
+                  {"status": {"replicas": want, "availableReplicas": want, "updatedReplicas": want,
+                              "readyReplicas": want}}, ns, subresource="status")
+
+
+def converge(env, rounds: int = 6) -> dict:
+    for _ in range(rounds):
+        env.reconcile()
+        play_controllers(env)
+        if env.conditions().get("Ready", {}).get("status") == "True":
+            break
+    return env.conditions()
+
+
+def children(env) -> dict[tuple[str, str], dict]:
+    out = {}
+    for ref in ("configmaps", "secrets", "deployments", "daemonsets", "statefulsets", "jobs", "services",
+                "serviceaccounts", "poddisruptionbudgets"):
+        for o in env.kube_api.objects(ref, env.ns):
+            if (o["metadata"].get("labels") or {}).get("app.kubernetes.io/managed-by") == "octavia-operator":
+                out[(o["kind"], o["metadata"]["name"])] = o
+    return out
+
+
+def test_everything_is_applied_owned_and_ready_follows(env):
+    conds = converge(env)
+    assert conds["Ready"]["status"] == "True", {k: (v["status"], v["reason"], v["message"]) for k, v in conds.items()}
+    cr = env.cr()
+    uid = cr["metadata"]["uid"]
+    kids = children(env)
+    for (kind, name) in [("ConfigMap", "octavia-config"), ("Secret", "octavia-config-secrets"),
+                         ("Secret", "octavia-certs"), ("Secret", "octavia-passphrases"), ("Secret", "octavia-keystone"),
+                         ("Secret", "octavia-database"), ("Secret", "octavia-messaging"), ("Secret", "octavia-ssh"),
+                         ("StatefulSet", "octavia-mariadb"), ("StatefulSet", "octavia-rabbitmq"),
+                         ("ConfigMap", "octavia-hostagent"), ("DaemonSet", "octavia-hostagent"),
+                         ("Service", "octavia-api"), ("PodDisruptionBudget", "octavia-api"),
+                         ("Deployment", "octavia-api"), ("Deployment", "octavia-worker"),
+                         ("Deployment", "octavia-health-manager"), ("Deployment", "octavia-housekeeping")]:
+        obj = kids[(kind, name)]
+        assert obj["metadata"]["ownerReferences"][0]["uid"] == uid, (kind, name)
+    assert any(k[0] == "Job" and k[1].startswith("octavia-db-sync-") for k in kids)
+
+    # octavia.conf carries the cloud's IDs and the ports' addresses, and no secret
+    conf = configparser.ConfigParser(interpolation=None)
+    conf.read_string(kids[("ConfigMap", "octavia-config")]["data"]["octavia.conf"])
+    ids = cr["status"]["openstack"]
+    ports = cr["status"]["healthManagerPorts"]
+    assert conf["controller_worker"]["amp_boot_network_list"] == ids["networkId"]
+    assert conf["controller_worker"]["amp_secgroup_list"] == ids["amphoraSecurityGroupId"]
+    assert conf["controller_worker"]["amp_flavor_id"] == ids["flavorId"]
+    assert conf["controller_worker"]["amp_image_owner_id"] == ids["imageOwnerId"]
+    assert conf["controller_worker"]["amp_ssh_key_name"] == f"octavia-ssh-{env.sfx}"
+    assert conf["health_manager"]["controller_ip_port_list"] == ", ".join(
+        sorted(f"{p['ip']}:5555" for p in ports.values()))
+    assert conf["keystone_authtoken"]["username"] == f"octavia-{env.sfx}"
+    passphrases = {k: base64.b64decode(v).decode()
+                   for k, v in kids[("Secret", "octavia-passphrases")]["data"].items()}
+    text = kids[("ConfigMap", "octavia-config")]["data"]["octavia.conf"]
+    for secret_value in passphrases.values():
+        assert secret_value not in text
+    # ... which are in the secrets file instead
+    sconf = configparser.ConfigParser(interpolation=None)
+    sconf.read_string(base64.b64decode(kids[("Secret", "octavia-config-secrets")]["data"]["secrets.conf"]).decode())
+    assert sconf["health_manager"]["heartbeat_key"] == passphrases["heartbeat-key"]
+    assert len(sconf["certificates"]["server_certs_key_passphrase"]) == 32
+    for bad in ("insecure", "foobar", "not-secure-passphrase"):
+        assert bad not in sconf["health_manager"]["heartbeat_key"]
+    # certificate expiry dates in status
+    assert set(cr["status"]["certificates"]) == {"serverCAExpires", "clientCAExpires", "clientCertificateExpires"}
+
+    # the host agents get each node's port; the nodes where o-hm0 is ready are labelled
+    doc = json.loads(kids[("ConfigMap", "octavia-hostagent")]["data"]["assignments.json"])
+    assert doc["networkId"] == ids["networkId"] and sorted(doc["nodes"]) == ["node-0", "node-1"]
+    assert doc["nodes"]["node-0"]["mac"] == ports["node-0"]["mac"]
+    label = LABEL.format(ns=env.ns)
+    for node_name in ("node-0", "node-1"):
+        assert env.kube_api.get("nodes", node_name)["metadata"]["labels"][label] == "ready"
+    # one health manager per ready node; controllers only where o-hm0 is ready
+    hm = kids[("Deployment", "octavia-health-manager")]
+    assert hm["spec"]["replicas"] == 2
+    assert hm["spec"]["template"]["spec"]["nodeSelector"][label] == "ready"
+    assert cr["status"]["apiEndpoint"] == f"http://octavia-api.{env.ns}.svc:9876"
+
+    # converged: nothing is written, in Kubernetes or in OpenStack
+    conn = env.conn()
+    env.kube.writes.entries.clear()
+    with WriteCounter(conn) as w:
+        out, _ = env.reconcile()
+    assert env.kube.writes.entries == [] and w.writes == [] and out.status_patch == {}
+
+
+def test_a_spec_change_changes_exactly_the_right_objects(env):
+    converge(env)
+    before = {k: v["metadata"]["resourceVersion"] for k, v in children(env).items()}
+    hashes = {k: v["spec"]["template"]["metadata"]["annotations"][n.CONFIG_HASH_ANNOTATION]
+              for k, v in children(env).items() if k[0] == "Deployment"}
+    env.kube_api.patch(REF, "octavia", {"spec": {"config": {"controller_worker": {"amp_active_retries": "42"}}}},
+                       env.ns)
+    env.reconcile()
+    after = children(env)
+    changed = {k for k, v in after.items() if before.get(k) != v["metadata"]["resourceVersion"]}
+    assert changed == {("ConfigMap", "octavia-config"), ("Deployment", "octavia-api"),
+                       ("Deployment", "octavia-worker"), ("Deployment", "octavia-health-manager"),
+                       ("Deployment", "octavia-housekeeping")}, changed
+    for k, h in hashes.items():  # the pods roll because their template's config hash changed
+        assert after[k]["spec"]["template"]["metadata"]["annotations"][n.CONFIG_HASH_ANNOTATION] != h
+    assert "amp_active_retries = 42" in after[("ConfigMap", "octavia-config")]["data"]["octavia.conf"]
+
+
+def test_a_deleted_or_edited_child_is_restored(env):
+    converge(env)
+    api, ns = env.kube_api, env.ns
+    original = children(env)
+    api.delete("deployments", "octavia-worker", ns)
+    api.patch("configmaps", "octavia-config", {"data": {"octavia.conf": "[DEFAULT]\ndebug = true\n"}}, ns)
+    api.patch("deployments", "octavia-api", {"spec": {"replicas": 7}}, ns)
+    env.reconcile()
+    now = children(env)
+    assert ("Deployment", "octavia-worker") in now
+    assert now[("ConfigMap", "octavia-config")]["data"] == original[("ConfigMap", "octavia-config")]["data"]
+    assert now[("Deployment", "octavia-api")]["spec"]["replicas"] == 2
+
+
+def test_a_failed_db_sync_is_a_condition(env):
+    for _ in range(3):
+        env.reconcile()
+        api, ns = env.kube_api, env.ns
+        for sts in api.objects("statefulsets", ns):
+            api.patch("statefulsets", sts["metadata"]["name"], {"status": {"replicas": 1, "readyReplicas": 1}}, ns,
+                      subresource="status")
+    [job] = env.kube_api.objects("jobs", env.ns)
+    env.kube_api.patch("jobs", job["metadata"]["name"],
+                       {"status": {"failed": 7, "conditions": [{"type": "Failed", "status": "True",
+                                                               "reason": "BackoffLimitExceeded"}]}},
+                       env.ns, subresource="status")
+    env.reconcile()
+    cond = env.conditions()["DatabaseSynced"]
+    assert cond["status"] == "False" and cond["reason"] == "DatabaseSyncFailed"
+    assert job["metadata"]["name"] in cond["message"] and "BackoffLimitExceeded" in cond["message"]
+    assert env.conditions()["ServicesReady"]["reason"] == "Waiting"
+
+
+def test_a_node_losing_its_agent_loses_its_label(env):
+    converge(env)
+    label = LABEL.format(ns=env.ns)
+    env.kube_api.patch("pods", "octavia-hostagent-node-1", {"status": {"conditions": [
+        {"type": "Ready", "status": "False"}]}}, env.ns, subresource="status")
+    out, _ = env.reconcile()
+    assert label not in (env.kube_api.get("nodes", "node-1")["metadata"].get("labels") or {})
+    assert env.kube_api.get("nodes", "node-0")["metadata"]["labels"][label] == "ready"
+    assert env.conditions()["HostAgentReady"]["reason"] == "Partial"
+    assert any(e[1] == "NodeNotReady" for e in out.events)
+    assert children(env)[("Deployment", "octavia-health-manager")]["spec"]["replicas"] == 1
