@@ -185,7 +185,7 @@ def test_rbac_all_namespaces_is_least_privilege():
         v for _, r, v in rules if r == "octaviadeployments/finalizers"}
     res = {r for _, r, _ in rules}
     assert res == NAMESPACED_RESOURCES - {"kopfpeerings"} | {"nodes", "customresourcedefinitions", "namespaces"}
-    assert {v for _, r, v in rules if r == "nodes"} == {"get", "list", "watch"}
+    assert {v for _, r, v in rules if r == "nodes"} == {"get", "list", "watch", "patch"}  # patch: the o-hm0 ready label
     assert {v for _, r, v in rules if r == "pods/log"} == {"get"}
     assert {v for _, r, v in rules if r == "pods"} == {"get", "list", "watch"}
     assert {v for _, r, v in rules if r == "secrets"} == {"get", "list", "watch", "create", "patch", "delete"}

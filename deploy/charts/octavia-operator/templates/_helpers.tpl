@@ -102,11 +102,13 @@ namespaces, a Role in watchNamespace otherwise). docs/install.md explains each r
 
 {{/* Cluster-scoped rules, needed in both modes. */}}
 {{- define "octavia-operator.clusterRules" -}}
-# Nodes (read-only): the operator creates a Neutron port per health-manager node and reads the
-# node's name/annotations to find its Neutron binding:host_id.
+# Nodes: the operator creates a Neutron port per health-manager node and reads the node's
+# name/annotations to find its Neutron binding:host_id; it patches one label per deployment
+# (<name>.<namespace>.octavia-operator.dev/o-hm0=ready) where the host agent has plumbed o-hm0,
+# so that the worker, health manager and housekeeping run only there.
 - apiGroups: [""]
   resources: ["nodes"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "patch"]
 # kopf (framework): notices when CRDs appear or disappear.
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
