@@ -70,6 +70,7 @@ def config_sections(spec: OctaviaDeploymentSpec, cloud: CloudValues) -> Sections
     hm_port = spec.healthManager.heartbeatPort
 
     def auth_block(extra: dict[str, str] | None = None) -> dict[str, str]:
+        # keystoneauth password-plugin options; the password itself is in secrets.conf
         block = {
             "auth_url": cloud.auth_url,
             "auth_type": "password",
@@ -77,7 +78,6 @@ def config_sections(spec: OctaviaDeploymentSpec, cloud: CloudValues) -> Sections
             "user_domain_name": ident.userDomain,
             "project_name": ident.serviceProject,
             "username": ident.serviceUser,
-            "region_name": region,
         }
         if cafile:
             block["cafile"] = cafile
@@ -90,7 +90,6 @@ def config_sections(spec: OctaviaDeploymentSpec, cloud: CloudValues) -> Sections
         "bind_host": "0.0.0.0",
         "bind_port": str(spec.api.port),
         "auth_strategy": "keystone",
-        "api_handler": "queue_producer",
         "healthcheck_enabled": "true",
         "default_provider_driver": "amphora",
         "enabled_provider_drivers": "amphora:The Octavia Amphora driver.",
@@ -102,6 +101,7 @@ def config_sections(spec: OctaviaDeploymentSpec, cloud: CloudValues) -> Sections
         "controller_ip_port_list": ", ".join(_ip_port(ip, hm_port) for ip in cloud.controller_ip_port_list),
     }
     s["keystone_authtoken"] = auth_block({
+        "region_name": region,
         "www_authenticate_uri": cloud.www_authenticate_uri or cloud.auth_url,
         "service_token_roles_required": "true",
         "service_type": "load-balancer",
@@ -135,7 +135,6 @@ def config_sections(spec: OctaviaDeploymentSpec, cloud: CloudValues) -> Sections
         cw["amp_ssh_key_name"] = spec.amphora.ssh.keyName
     s["controller_worker"] = cw
     s["oslo_messaging"] = {"topic": "octavia_prov"}
-    s["oslo_concurrency"] = {"lock_path": "/var/lib/octavia/tmp"}
     s["house_keeping"] = {}
     for svc in ("nova", "glance"):
         block = {"region_name": region, "endpoint_type": f"{interface}URL"}
@@ -143,9 +142,11 @@ def config_sections(spec: OctaviaDeploymentSpec, cloud: CloudValues) -> Sections
             block["ca_certificates_file"] = cafile
         s[svc] = block
     if rel.neutron_ksa_options:
-        neutron = {"region_name": region, "valid_interfaces": interface}
-        if cafile:
-            neutron["cafile"] = cafile
+        # Octavia talks to Neutron through openstacksdk with the auth options of [neutron]
+        # itself; without them it falls back to [service_auth] through a code path kept only
+        # for upgrades ("should be removed when all the deployment tools set the correct
+        # options in [neutron]", octavia/common/keystone.py), so they are written here.
+        neutron = auth_block({"region_name": region, "valid_interfaces": interface})
     else:  # pragma: no cover - no supported release uses the old names today
         neutron = {"region_name": region, "endpoint_type": interface}
     s["neutron"] = neutron
@@ -154,18 +155,28 @@ def config_sections(spec: OctaviaDeploymentSpec, cloud: CloudValues) -> Sections
     return s
 
 
+def _literal(value: str) -> str:
+    """A value oslo.config reads back verbatim: ``$`` starts a substitution there (``$$`` is a ``$``)
+    and surrounding whitespace is dropped anyway (a Secret value often ends with a newline)."""
+    return value.strip().replace("$", "$$")
+
+
 def secret_sections(secrets: SecretValues) -> Sections:
-    return {
+    """The secret options (secrets.conf). Values are escaped for oslo.config: a ``$`` in a password
+    or URL taken from a user's Secret is kept literally instead of breaking the service's start."""
+    s = {
         "DEFAULT": {"transport_url": secrets.transport_url},
         "database": {"connection": secrets.database_url},
         "health_manager": {"heartbeat_key": secrets.heartbeat_key},
         "keystone_authtoken": {"password": secrets.service_password},
         "service_auth": {"password": secrets.service_password},
+        "neutron": {"password": secrets.service_password},
         "certificates": {
             "ca_private_key_passphrase": secrets.ca_key_passphrase,
             "server_certs_key_passphrase": secrets.server_certs_key_passphrase,
         },
     }
+    return {section: {k: _literal(v) for k, v in opts.items()} for section, opts in s.items()}
 
 
 def to_ini(sections: Sections, header: str) -> str:
