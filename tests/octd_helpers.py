@@ -107,6 +107,7 @@ class Env:
         return r.Context(name=self.name, namespace=self.ns, uid=live["metadata"]["uid"],
                          generation=live["metadata"]["generation"], raw_spec=live["spec"],
                          status=dict(live.get("status") or {}), kube=self.kube,
+                         annotations=dict(live["metadata"].get("annotations") or {}),
                          cloud_factory=handlers.cloud_from_secret)
 
     def reconcile(self) -> tuple[r.Outcome, r.Context]:

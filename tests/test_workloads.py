@@ -193,3 +193,31 @@ def test_a_node_losing_its_agent_loses_its_label(env):
     assert env.conditions()["HostAgentReady"]["reason"] == "Partial"
     assert any(e[1] == "NodeNotReady" for e in out.events)
     assert children(env)[("Deployment", "octavia-health-manager")]["spec"]["replicas"] == 1
+
+
+def test_the_service_password_rotates_on_request_only(env):
+    from octavia_operator.openstack import compute
+    converge(env)
+    old_pw = base64.b64decode(env.kube_api.get("secrets", "octavia-keystone", env.ns)["data"]["password"]).decode()
+    old_hash = children(env)[("Deployment", "octavia-worker")]["spec"]["template"]["metadata"]["annotations"][
+        n.CONFIG_HASH_ANNOTATION]
+    env.kube_api.patch(REF, "octavia", {"metadata": {"annotations": {
+        "octavia-operator.dev/rotate-service-password": "2026-11-25"}}}, env.ns)
+    out, _ = env.reconcile()
+    new_pw = base64.b64decode(env.kube_api.get("secrets", "octavia-keystone", env.ns)["data"]["password"]).decode()
+    assert new_pw != old_pw
+    assert any(e[1] == "PasswordRotated" for e in out.events)
+    # Keystone has the new password, the old one no longer works
+    compute.connect_as(env.os, f"octavia-{env.sfx}", new_pw, "service", "Default", "Default").authorize()
+    with pytest.raises(Exception):
+        compute.connect_as(env.os, f"octavia-{env.sfx}", old_pw, "service", "Default", "Default").authorize()
+    # the services get it (the secrets file changed, so the pods roll)
+    secrets_conf = base64.b64decode(env.kube_api.get("secrets", "octavia-config-secrets", env.ns)["data"][
+        "secrets.conf"]).decode()
+    assert f"password = {new_pw}" in secrets_conf
+    assert children(env)[("Deployment", "octavia-worker")]["spec"]["template"]["metadata"]["annotations"][
+        n.CONFIG_HASH_ANNOTATION] != old_hash
+    # the same request is not handled twice
+    env.reconcile()
+    assert base64.b64decode(env.kube_api.get("secrets", "octavia-keystone", env.ns)["data"]["password"]).decode() \
+        == new_pw

@@ -77,7 +77,8 @@ def cloud_from_secret(ctx: r.Context) -> Any:
 def _context(body: Any, meta: Any, spec: Any, status: Any) -> r.Context:
     return r.Context(
         name=meta["name"], namespace=meta["namespace"], uid=meta["uid"], generation=meta.get("generation"),
-        raw_spec=dict(spec or {}), status=dict(status or {}), kube=kube(), cloud_factory=cloud_from_secret)
+        raw_spec=dict(spec or {}), status=dict(status or {}), annotations=dict(meta.get("annotations") or {}),
+        kube=kube(), cloud_factory=cloud_from_secret)
 
 
 def _run(body: Any, meta: Any, spec: Any, status: Any, patch: Any, logger: Any, retry: int = 0) -> None:

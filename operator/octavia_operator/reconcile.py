@@ -66,6 +66,7 @@ class Context:
     generation: int | None
     raw_spec: dict[str, Any]
     status: dict[str, Any]
+    annotations: dict[str, str] = field(default_factory=dict)  # the resource's (rotation requests)
     kube: Any = None                      # octavia_operator.k8s.Kube (or a fake)
     cloud_factory: Callable[["Context"], Any] | None = None
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))

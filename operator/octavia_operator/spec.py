@@ -629,6 +629,9 @@ class OctaviaDeploymentStatus(_Model):
     healthManagerPorts: dict[str, HealthManagerPortStatus] | None = F(
         None, "Health-manager Neutron ports, by node name.")
     certificates: CertificateStatus | None = F(None, "Certificate expiry dates.")
+    rotations: dict[str, str] | None = F(
+        None, "The last rotation request handled, by secret (servicePassword: the value of the "
+        "octavia-operator.dev/rotate-service-password annotation).")
     apiEndpoint: str | None = F(None, "Internal URL of the load-balancer API.")
 
 

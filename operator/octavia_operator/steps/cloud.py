@@ -65,10 +65,24 @@ def announce(ctx: Context, what: str, created: list[str] | bool, changes: list[s
         ctx.event("Warning", "Attention", f"{what}: {w}")
 
 
+ROTATE_PASSWORD_ANNOTATION = "octavia-operator.dev/rotate-service-password"
+
+
 def service_password(ctx: Context) -> str:
+    """The service user's password; rotated when the rotation annotation takes a new value."""
+    if "service_password" in ctx.out:
+        return ctx.out["service_password"]
+    request = ctx.annotations.get(ROTATE_PASSWORD_ANNOTATION)
+    done = (ctx.status.get("rotations") or {}).get("servicePassword")
+    rotate = frozenset({"password"}) if request and request != done else frozenset()
     data = secrets.ensure_generated(ctx, n.Names(ctx.name).keystone_secret, "identity",
-                                    {"password": secrets.random_password})
-    return data["password"].decode()
+                                    {"password": secrets.random_password}, rotate=rotate)
+    if rotate:
+        ctx.status_updates["rotations"] = {**(ctx.status.get("rotations") or {}), "servicePassword": request}
+        ctx.event("Normal", "PasswordRotated", "the Octavia service user's password was rotated (request "
+                                               f"{request!r}); the services roll with the new configuration")
+    ctx.out["service_password"] = data["password"].decode()
+    return ctx.out["service_password"]
 
 
 # ----------------------------------------------------------------------------------------

@@ -207,7 +207,8 @@ def inputs(ctx: Context) -> kb.Inputs:
                         flavor_id=ids("flavorId") or "", network_id=ids("networkId") or "",
                         amphora_secgroup_id=ids("amphoraSecurityGroupId") or "", health_manager_ips=hm_ips)
     pp = ctx.out["passphrases"]
-    svc_pw = (ctx.kube.read_secret(ctx.namespace, _names(ctx).keystone_secret) or {}).get("password", b"")
+    svc_pw = (ctx.out.get("service_password") or "").encode() or \
+        (ctx.kube.read_secret(ctx.namespace, _names(ctx).keystone_secret) or {}).get("password", b"")
     sv = SecretValues(transport_url=ctx.out["transport_url"], database_url=ctx.out["database_url"],
                       heartbeat_key=pp["heartbeat-key"].decode(), service_password=svc_pw.decode(),
                       ca_key_passphrase=pp["ca-key-passphrase"].decode(),
