@@ -196,7 +196,8 @@ def ensure_identity(conn: Any, d: IdentityDesired, uid: str, password: str) -> I
     - the user holds every role of ``d.roles`` on the project (missing grants are added; grants
       outside ``d.roles`` are never revoked); a role that does not exist -> StepError ``RoleNotFound``
       and a domain that does not exist -> ``DomainNotFound``, both before any write;
-    - every role of ``d.lb_roles`` exists (created with the marker, or adopted);
+    - every role of ``d.lb_roles`` exists (created with the marker, or adopted: also when another
+      deployment created it, since these global roles are shared by every Octavia of the cloud);
     - exactly one service of type ``d.service_type`` exists (created with the marker if none; named
       ``d.service_name`` if it is ours; an unmarked one is adopted as it is; two or more ->
       ``Ambiguous`` naming them);
@@ -282,8 +283,10 @@ def ensure_identity(conn: Any, d: IdentityDesired, uid: str, password: str) -> I
             role = call(f"creating role {name!r}", conn.identity.create_role, name=name,
                         description=with_marker(ROLE_DESCRIPTION, uid))
             res_created.append(f"role {name}")
-        else:
-            note(role, f"role {name}")
+        elif not owned_by(role, uid):
+            # global roles are shared by every Octavia of the cloud: one made by another
+            # deployment (or by hand) is simply used, like an adopted one, and never deleted here
+            res_adopted.append(f"role {name}")
         lb_role_ids[name] = role.id
 
     # -- service ------------------------------------------------------------------------------
