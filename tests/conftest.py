@@ -5,5 +5,7 @@
   where no loopback cloud runs, and fail instead under CI=true.
 - ``kube.plugin`` (tests/kube/plugin.py): fixtures ``kube_api``, ``kube_namespace``,
   ``run_kopf``, ``wait_for``.
+- ``octavia_real.plugin`` (tests/octavia_real/plugin.py): the real Octavia in its own venv
+  (``octavia_venv``, ``octavia_run``, ``octavia_db``), installed by install-octavia.sh.
 """
-pytest_plugins = ["cloud.plugin", "kube.plugin"]
+pytest_plugins = ["cloud.plugin", "kube.plugin", "octavia_real.plugin"]

