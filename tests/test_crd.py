@@ -156,7 +156,7 @@ INVALID = [
     ("two-databases", {"database": {"external": {"connectionSecret": {"name": "db"}}, "embedded": {}}},
      "at most one of external, managed and embedded", "at most one of external, managed and embedded"),
     ("two-messaging", {"messaging": {"external": {"transportURLSecret": {"name": "mq"}}, "embedded": {}}},
-     "at most one of external and embedded", "at most one of external and embedded"),
+     "at most one of external, managed and embedded", "at most one of external, managed and embedded"),
     ("image-url-and-id", {"amphora.image": {"url": "https://x.example/a.qcow2",
                                             "id": "d6d3c84d-685f-4927-85ac-ce7594a14a20"}},
      "at most one of url and id", "at most one of url and id"),

@@ -256,23 +256,39 @@ class ExternalMessaging(_Model):
     transportURLSecret: TransportURLRef = F(..., "Secret holding the oslo.messaging transport_url.")  # type: ignore[valid-type]
 
 
+class ManagedMessaging(_Model):
+    host: str = F(..., "Host name or IP clients use to reach RabbitMQ over AMQP.", min_length=1, max_length=253)
+    port: int = F(5672, "AMQP port.", ge=1, le=65535)
+    managementURL: HttpURL = F(..., "URL of the RabbitMQ management API (for example "
+                               "http://rabbitmq.openstack.svc:15672), used to create the vhost and user.")
+    adminUser: str = F("admin", "RabbitMQ account allowed to create vhosts, users and permissions "
+                       "(administrator tag).", min_length=1, max_length=255)
+    adminSecret: SecretKeyRef = F(..., "Secret key holding that account's password.")
+    vhost: str = F("octavia", "Virtual host to create for Octavia.", min_length=1, max_length=255)
+    userName: str = F("octavia", "RabbitMQ user to create (its password is generated).", min_length=1,
+                      max_length=255, pattern=r"^[A-Za-z0-9_.-]+$")
+
+
 class MessagingSpec(_Model):
     model_config = ConfigDict(json_schema_extra=cel(
-        ("!(has(self.external) && has(self.embedded))", "set at most one of external and embedded"),
+        ("[has(self.external), has(self.managed), has(self.embedded)].filter(x, x).size() <= 1",
+         "set at most one of external, managed and embedded (none means embedded)"),
     ))
     external: ExternalMessaging | None = F(None, "Use an existing RabbitMQ, given by a transport_url in a Secret.")
+    managed: ManagedMessaging | None = F(None, "Create Octavia's vhost and user on an existing RabbitMQ with "
+                                         "admin credentials (through its management API).")
     embedded: EmbeddedStore | None = F(None, "Run a single-replica RabbitMQ StatefulSet (the default when nothing "
                                        "is set).")
 
     @model_validator(mode="after")
     def _one(self) -> "MessagingSpec":
-        if self.external is not None and self.embedded is not None:
-            raise ValueError("set at most one of external and embedded")
+        if sum(x is not None for x in (self.external, self.managed, self.embedded)) > 1:
+            raise ValueError("set at most one of external, managed and embedded (none means embedded)")
         return self
 
     @property
     def mode(self) -> str:
-        return "external" if self.external else "embedded"
+        return "external" if self.external else "managed" if self.managed else "embedded"
 
 
 # ---------------------------------------------------------------------------------------
