@@ -266,3 +266,15 @@ def test_transient_503s_lead_to_convergence_without_duplicates(env, os_cloud_con
                            {"data": {"clouds.yaml": base64.b64encode(env.clouds_yaml).decode()}}, env.ns)
         proxied_stop = proxied.stop
         env.extra_cleanup.append(proxied_stop)
+
+
+def test_an_overlap_with_cluster_networks_is_reported(env):
+    cidr = env.cr()["spec"]["managementNetwork"]["cidr"]
+    env.kube_api.patch("octaviadeployments.octavia-operator.dev", "octavia",
+                       {"spec": {"managementNetwork": {"avoidCIDRs": ["10.96.0.0/12", cidr.replace("0/24", "0/16")]}}},
+                       env.ns)
+    out, _ = env.reconcile()
+    cond = env.conditions()["ManagementNetworkReady"]
+    assert cond["status"] == "True" and cond["reason"] == "CIDROverlap"
+    assert cidr.replace("0/24", "0/16") in cond["message"] and "10.96.0.0/12" not in cond["message"]
+    assert any(e[1] == "CIDROverlap" for e in out.events)

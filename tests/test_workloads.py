@@ -221,3 +221,33 @@ def test_the_service_password_rotates_on_request_only(env):
     env.reconcile()
     assert base64.b64decode(env.kube_api.get("secrets", "octavia-keystone", env.ns)["data"]["password"]).decode() \
         == new_pw
+
+
+def test_through_kopf_status_follows_and_a_deleted_child_comes_back(env, run_kopf):
+    """The whole operator under kopf: conditions follow what the (played) controllers report, and a
+    Deployment someone deletes is re-created by the child watch, without any change to the resource."""
+    from kube.plugin import wait_for
+    env_vars = {"OCTAVIA_OPERATOR_RETRY_DELAY": "0.5", "OCTAVIA_OPERATOR_RETRY_MAX": "2"}
+    import os
+    old = {k: os.environ.get(k) for k in env_vars}
+    os.environ.update(env_vars)
+    try:
+        with run_kopf("octavia_operator.handlers", namespace=env.ns, env=env_vars, fail_on_errors=False) as op:
+            def ready():
+                play_controllers(env)
+                return env.conditions().get("Ready", {}).get("status") == "True"
+            op.wait_for(ready, timeout=180, interval=1)
+            rv = env.cr()["metadata"]["resourceVersion"]
+            env.kube_api.delete("deployments", "octavia-worker", env.ns)
+            wait_for(lambda: env.kube_api.exists("deployments", "octavia-worker", env.ns), timeout=60)
+            # the spec did not change: the child watch did it
+            assert env.cr()["metadata"]["generation"] == 1
+            assert env.kube_api.get("deployments", "octavia-worker", env.ns)["metadata"]["ownerReferences"][0][
+                "uid"] == env.cr()["metadata"]["uid"]
+            assert rv  # (the status may be rewritten while the worker is unavailable, that is fine)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
