@@ -4,8 +4,7 @@ Handlers (``handlers.py``) call :func:`reconcile` with a :class:`Context`; it ru
 step whose dependencies are satisfied, collects one condition per step plus ``Ready``,
 and returns the status to write (only what differs from the current status). Steps do
 their I/O through the context's clients, so tests can run them against fakes or the
-loopback cloud. A step that is not built yet says so in its condition; it never
-pretends to be ready.
+loopback cloud.
 """
 from __future__ import annotations
 
@@ -93,14 +92,6 @@ class Step:
     condition: str
     run: Callable[[Context], Result]
     depends: tuple[str, ...] = ()
-    issue: int | None = None  # where a step that is not built yet will be built
-
-
-def not_implemented(what: str, issue: int) -> Callable[[Context], Result]:
-    def run(ctx: Context) -> Result:
-        return Result(c.UNKNOWN, "NotImplemented",
-                      f"{what} is not implemented in this version of the operator yet (issue #{issue})")
-    return run
 
 
 # ----------------------------------------------------------------------------------
@@ -122,9 +113,7 @@ def run_steps(ctx: Context, steps: list[Step] | None = None) -> list[c.Cond]:
     conds: list[c.Cond] = []
     for step in steps:
         blocked = [d for d in step.depends if done.get(d) != c.TRUE]
-        if step.issue is not None:
-            res = step.run(ctx)  # not built yet: say so plainly rather than "waiting"
-        elif blocked:
+        if blocked:
             res = Result(c.UNKNOWN, "Waiting", f"waiting for {', '.join(blocked)}")
         else:
             try:
