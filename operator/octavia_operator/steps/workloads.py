@@ -169,6 +169,21 @@ def step_messaging(ctx: Context) -> Result:
                                                    "(expected rabbit://user:password@host:5672/)")
         ctx.out["transport_url"] = url
         return Result.ok("External", f"using the message queue in Secret {ref.name}")
+    if mq.managed:
+        from .. import messaging
+        m = mq.managed
+        admin_pw = _user_secret(ctx, m.adminSecret.name, m.adminSecret.key, "messaging.managed").decode()
+        data = secrets.ensure_generated(ctx, names.messaging_secret, "messaging",
+                                        {"password": secrets.random_password})
+        pw = data["password"].decode()
+        res = messaging.ensure_rabbitmq(messaging.MgmtCredentials(str(m.managementURL), m.adminUser, admin_pw),
+                                        m.vhost, m.userName, pw)
+        url = messaging.transport_url(m.host, m.port, m.userName, pw, m.vhost)
+        secrets.ensure_values(ctx, names.messaging_secret, "messaging", {"transport_url": url.encode()})
+        ctx.out["transport_url"] = url
+        if res.changes:
+            ctx.event("Normal", "Messaging", "; ".join(res.changes))
+        return Result.ok("Managed", f"vhost {m.vhost} and user {m.userName} on {m.host}:{m.port}")
     data = secrets.ensure_generated(ctx, names.messaging_secret, "messaging", {
         "password": secrets.random_password, "erlang-cookie": lambda: secrets.random_password(48)})
     url = f"rabbit://octavia:{quote(data['password'].decode(), safe='')}@{names.rabbitmq}.{ctx.namespace}.svc:5672/"

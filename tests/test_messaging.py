@@ -1,0 +1,353 @@
+"""octavia_operator.messaging against a real RabbitMQ (fixture rabbitmq_admin of tests/rabbitmq/plugin.py).
+
+Every test uses its own vhost and user names and deletes them in teardown. Logins are checked
+with the management API as the admin and with a real AMQP 0-9-1 handshake as the user
+(tests/rabbitmq/amqp_login.py).
+"""
+from __future__ import annotations
+
+import base64
+import copy
+import secrets
+import socket
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+import pytest
+import requests
+
+from octavia_operator import messaging as mq
+from octavia_operator import names as n
+from octavia_operator.reconcile import Context, StepError, TransientError
+from octavia_operator.spec import OctaviaDeploymentSpec
+from octavia_operator.steps import workloads
+from rabbitmq.amqp_login import amqp_login
+
+SPECIAL = "p@ss:w/rd%41$x#?&'\" ;[]=+é"
+
+
+class CountingSession(requests.Session):
+    """A requests session that records (method, path) of every request, to prove what was written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, str]] = []
+
+    def request(self, method, url, *args, **kwargs):  # type: ignore[override]
+        self.calls.append((method.upper(), urlsplit(url).path))
+        return super().request(method, url, *args, **kwargs)
+
+    @property
+    def writes(self) -> list[tuple[str, str]]:
+        return [c for c in self.calls if c[0] != "GET"]
+
+
+def _api(a: dict, method: str, path: str, **kw: Any) -> requests.Response:
+    return requests.request(method, a["management_url"] + "/api" + path, auth=(a["user"], a["password"]),
+                            timeout=30, **kw)
+
+
+def _q(s: str) -> str:
+    return quote(s, safe="")
+
+
+@pytest.fixture
+def admin(rabbitmq_admin: dict) -> mq.MgmtCredentials:
+    a = rabbitmq_admin
+    return mq.MgmtCredentials(a["management_url"], a["user"], a["password"])
+
+
+@pytest.fixture
+def names(rabbitmq_admin: dict):
+    """(vhost, user, other_vhost, other_user): unique; deleted afterwards whatever happened."""
+    t = secrets.token_hex(4)
+    out = (f"octavia-{t}", f"octavia-{t}", f"other-{t}", f"other-{t}")
+    yield out
+    for v in (out[0], out[2]):
+        _api(rabbitmq_admin, "DELETE", f"/vhosts/{_q(v)}")
+    for u in (out[1], out[3]):
+        _api(rabbitmq_admin, "DELETE", f"/users/{_q(u)}")
+
+
+def _password() -> str:
+    return "Gen-" + secrets.token_urlsafe(24)
+
+
+def test_creates_vhost_and_user_that_work_on_that_vhost_only(admin, names, rabbitmq_admin):
+    a = rabbitmq_admin
+    vhost, user, other, _ = names
+    assert _api(a, "PUT", f"/vhosts/{other}").status_code in (201, 204)
+    pw = _password()
+    res = mq.ensure_rabbitmq(admin, vhost, user, pw)
+    assert res.created and res.id == vhost and res.extra["user_created"] is True
+    assert len(res.changes) == 3, res.changes          # vhost, user, permissions
+    assert not any(pw in c for c in res.changes)
+
+    assert _api(a, "GET", f"/vhosts/{vhost}").status_code == 200
+    u = _api(a, "GET", f"/users/{user}").json()
+    assert u["tags"] in ([], "")                         # no tags: no management API, no admin
+    perms = _api(a, "GET", f"/users/{user}/permissions").json()
+    assert [(p["vhost"], p["configure"], p["write"], p["read"]) for p in perms] == [(vhost, ".*", ".*", ".*")]
+
+    # a real AMQP login as the user: the vhost opens, another vhost does not, a wrong password is refused
+    assert amqp_login(a["amqp_host"], a["amqp_port"], user, pw, vhost) == (True, "open")
+    ok, detail = amqp_login(a["amqp_host"], a["amqp_port"], user, pw, other)
+    assert not ok and detail.startswith("vhost:"), detail
+    ok, detail = amqp_login(a["amqp_host"], a["amqp_port"], user, pw + "x", vhost)
+    assert not ok and detail.startswith("auth:"), detail
+    # and the management API knows the user but refuses it (no management tag)
+    r = requests.get(a["management_url"] + "/api/whoami", auth=(user, pw), timeout=30)
+    assert r.status_code == 401 and r.json()["reason"] == "Not management user"
+
+
+def test_second_call_writes_nothing(admin, names, rabbitmq_admin):
+    vhost, user, _, _ = names
+    pw = _password()
+    first = CountingSession()
+    mq.ensure_rabbitmq(admin, vhost, user, pw, session=first)
+    assert len(first.writes) == 3, first.calls                # the counter sees writes
+    perms = _api(rabbitmq_admin, "GET", f"/users/{user}/permissions").json()
+    again = CountingSession()
+    res = mq.ensure_rabbitmq(admin, vhost, user, pw, session=again)
+    assert res.changes == [] and not res.created and not res.wrote
+    assert again.calls and again.writes == [], again.calls
+    assert ("GET", "/api/whoami") in again.calls              # the password was checked, not re-set
+    assert _api(rabbitmq_admin, "GET", f"/users/{user}/permissions").json() == perms
+
+
+def test_changed_password_is_repaired_and_tags_kept(admin, names, rabbitmq_admin):
+    a = rabbitmq_admin
+    vhost, user, _, _ = names
+    pw = _password()
+    mq.ensure_rabbitmq(admin, vhost, user, pw)
+    r = _api(a, "PUT", f"/users/{user}", json={"password": "someone-else-" + secrets.token_hex(8),
+                                               "tags": "monitoring"})
+    assert r.status_code == 204
+    assert not amqp_login(a["amqp_host"], a["amqp_port"], user, pw, vhost)[0]
+    s = CountingSession()
+    res = mq.ensure_rabbitmq(admin, vhost, user, pw, session=s)
+    assert s.writes == [("PUT", f"/api/users/{user}")], s.calls
+    assert len(res.changes) == 1 and "password" in res.changes[0] and pw not in res.changes[0]
+    assert amqp_login(a["amqp_host"], a["amqp_port"], user, pw, vhost) == (True, "open")
+    assert _api(a, "GET", f"/users/{user}").json()["tags"] in (["monitoring"], "monitoring")
+
+
+def test_changed_permissions_are_repaired(admin, names, rabbitmq_admin):
+    a = rabbitmq_admin
+    vhost, user, _, _ = names
+    pw = _password()
+    mq.ensure_rabbitmq(admin, vhost, user, pw)
+    assert _api(a, "PUT", f"/permissions/{vhost}/{user}",
+                json={"configure": "^$", "write": ".*", "read": ".*"}).status_code == 204
+    s = CountingSession()
+    res = mq.ensure_rabbitmq(admin, vhost, user, pw, session=s)
+    assert s.writes == [("PUT", f"/api/permissions/{vhost}/{user}")], s.calls
+    assert len(res.changes) == 1
+    p = _api(a, "GET", f"/permissions/{vhost}/{user}").json()
+    assert (p["configure"], p["write"], p["read"]) == (".*", ".*", ".*")
+
+
+def test_wrong_admin_password_is_auth_failed(admin, names, rabbitmq_admin):
+    vhost, user, _, _ = names
+    bad = mq.MgmtCredentials(admin.url, admin.user, "wrong-" + secrets.token_hex(6))
+    pw = _password()
+    with pytest.raises(StepError) as e:
+        mq.ensure_rabbitmq(bad, vhost, user, pw)
+    assert e.value.reason == "MessagingAuthFailed" and e.value.retry is True
+    assert not isinstance(e.value, TransientError)
+    assert bad.password not in str(e.value) and pw not in str(e.value)
+    assert _api(rabbitmq_admin, "GET", f"/vhosts/{vhost}").status_code == 404
+
+
+def test_admin_without_administrator_tag_is_forbidden_and_writes_nothing(admin, names, rabbitmq_admin):
+    a = rabbitmq_admin
+    vhost, user, _, weak = names
+    weak_pw = _password()
+    assert _api(a, "PUT", f"/users/{weak}", json={"password": weak_pw, "tags": "management"}).status_code == 201
+    with pytest.raises(StepError) as e:
+        mq.ensure_rabbitmq(mq.MgmtCredentials(admin.url, weak, weak_pw), vhost, user, _password())
+    assert e.value.reason == "MessagingForbidden" and "administrator" in e.value.message
+    assert weak_pw not in e.value.message
+    assert _api(a, "GET", f"/vhosts/{vhost}").status_code == 404
+    assert _api(a, "GET", f"/users/{user}").status_code == 404
+    # a user without any management tag is forbidden as well, not "auth failed"
+    assert _api(a, "PUT", f"/users/{weak}", json={"password": weak_pw, "tags": ""}).status_code == 204
+    with pytest.raises(StepError) as e:
+        mq.ensure_rabbitmq(mq.MgmtCredentials(admin.url, weak, weak_pw), vhost, user, _password())
+    assert e.value.reason == "MessagingForbidden"
+
+
+def test_unreachable_is_transient():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()                                  # nothing listens there any more
+    pw = "admin-" + secrets.token_hex(6)
+    with pytest.raises(TransientError) as e:
+        mq.ensure_rabbitmq(mq.MgmtCredentials(f"http://127.0.0.1:{port}", "admin", pw), "octavia", "octavia",
+                           "pw-" + secrets.token_hex(6))
+    assert e.value.reason == "MessagingUnreachable" and e.value.retry is True
+    assert pw not in str(e.value)
+
+
+def test_refuses_the_admin_account_as_octavia_user(admin):
+    with pytest.raises(StepError) as e:
+        mq.ensure_rabbitmq(admin, "octavia", admin.user, "x" + secrets.token_hex(4))
+    assert e.value.reason == "InvalidMessagingUser"
+
+
+@pytest.mark.parametrize("vhost", ["/", "octavia", "a/b c%2F?#é"])
+def test_transport_url_round_trips(vhost):
+    user, pw = "oct@via:u/1", SPECIAL
+    url = mq.transport_url("rabbit.example", 5671, user, pw, vhost)
+    parts = urlsplit(url)
+    assert parts.scheme == "rabbit" and parts.hostname == "rabbit.example" and parts.port == 5671
+    assert unquote(parts.username) == user and unquote(parts.password) == pw
+    assert unquote(parts.path[1:]) == vhost            # what oslo.messaging does with the path
+    assert "$" not in url and " " not in url and url.count("@") == 1
+    assert not parts.query and not parts.fragment
+    if vhost == "/":
+        assert url.endswith("/%2F")
+    v6 = urlsplit(mq.transport_url("fd00::1", 5672, "u", "p", "v"))
+    assert v6.hostname == "fd00::1" and v6.port == 5672
+
+
+def test_transport_url_works_for_a_real_login_with_special_characters(admin, rabbitmq_admin):
+    a = rabbitmq_admin
+    t = secrets.token_hex(4)
+    vhost, user, pw = f"oct/{t} é?#", f"octavia.{t}", SPECIAL + t
+    try:
+        mq.ensure_rabbitmq(admin, vhost, user, pw)
+        again = CountingSession()
+        assert mq.ensure_rabbitmq(admin, vhost, user, pw, session=again).changes == []
+        assert again.writes == []                    # the special password authenticates as stored
+        parts = urlsplit(mq.transport_url(a["amqp_host"], a["amqp_port"], user, pw, vhost))
+        assert amqp_login(parts.hostname, parts.port, unquote(parts.username), unquote(parts.password),
+                          unquote(parts.path[1:])) == (True, "open")
+    finally:
+        _api(a, "DELETE", f"/vhosts/{_q(vhost)}")
+        _api(a, "DELETE", f"/users/{_q(user)}")
+
+
+def test_delete_removes_exactly_the_vhost_and_user(admin, names, rabbitmq_admin):
+    a = rabbitmq_admin
+    vhost, user, other_vhost, other_user = names
+    mq.ensure_rabbitmq(admin, vhost, user, _password())
+    mq.ensure_rabbitmq(admin, other_vhost, other_user, _password())
+    before_vhosts = {v["name"] for v in _api(a, "GET", "/vhosts").json()}
+    before_users = {u["name"] for u in _api(a, "GET", "/users").json()}
+    res = mq.delete_vhost_and_user(admin, vhost, user)
+    assert len(res.changes) == 2, res.changes
+    assert {v["name"] for v in _api(a, "GET", "/vhosts").json()} == before_vhosts - {vhost}
+    assert {u["name"] for u in _api(a, "GET", "/users").json()} == before_users - {user}
+    assert amqp_login(a["amqp_host"], a["amqp_port"], other_user, "wrong", other_vhost)[0] is False
+    s = CountingSession()
+    assert mq.delete_vhost_and_user(admin, vhost, user, session=s).changes == []   # idempotent
+    assert s.writes == []
+    # the default vhost and the admin account are never deleted
+    res = mq.delete_vhost_and_user(admin, "/", admin.user)
+    assert res.changes == [] and len(res.extra["kept"]) == 2
+    assert _api(a, "GET", "/vhosts/%2F").status_code == 200
+
+
+# ----------------------------------------------------------------------------------------
+# the step: spec.messaging.managed
+# ----------------------------------------------------------------------------------------
+
+class FakeKube:
+    """Dict-backed: get, create, merge_patch (JSON merge of data), read_secret; writes recorded."""
+
+    def __init__(self) -> None:
+        self.objs: dict[tuple[str, str, str | None, str], dict] = {}
+        self.writes: list[tuple[str, str, str]] = []
+
+    def get(self, api_version, kind, name, namespace=None):
+        o = self.objs.get((api_version, kind, namespace, name))
+        return copy.deepcopy(o) if o is not None else None
+
+    def create(self, body):
+        m = body["metadata"]
+        key = (body["apiVersion"], body["kind"], m.get("namespace"), m["name"])
+        assert key not in self.objs
+        self.objs[key] = copy.deepcopy(body)
+        self.writes.append(("create", body["kind"], m["name"]))
+        return copy.deepcopy(body)
+
+    def merge_patch(self, api_version, kind, name, namespace, patch):
+        o = self.objs[(api_version, kind, namespace, name)]
+        for k, v in patch.items():
+            if isinstance(v, dict):
+                o.setdefault(k, {}).update(v)
+            else:
+                o[k] = v
+        self.writes.append(("patch", kind, name))
+        return copy.deepcopy(o)
+
+    def read_secret(self, namespace, name):
+        o = self.get("v1", "Secret", name, namespace)
+        return None if o is None else {k: base64.b64decode(v) for k, v in (o.get("data") or {}).items()}
+
+    def add_secret(self, namespace, name, data: dict[str, bytes]):
+        self.objs[("v1", "Secret", namespace, name)] = {
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
+            "data": {k: base64.b64encode(v).decode() for k, v in data.items()}}
+
+
+def _ctx(kube: FakeKube, managed: dict) -> Context:
+    raw = {"cloud": {"credentialsSecret": {"name": "openstack-admin"}}, "messaging": {"managed": managed}}
+    return Context(name="octavia", namespace="openstack", uid="uid-mq", generation=1, raw_spec=raw, status={},
+                   kube=kube, spec=OctaviaDeploymentSpec.model_validate(raw))
+
+
+def test_step_messaging_managed(rabbitmq_admin, names):
+    a = rabbitmq_admin
+    vhost, user, _, _ = names
+    kube = FakeKube()
+    kube.add_secret("openstack", "rmq-admin", {"password": a["password"].encode()})
+    managed = {"host": a["amqp_host"], "port": a["amqp_port"], "managementURL": a["management_url"],
+               "adminUser": a["user"], "adminSecret": {"name": "rmq-admin", "key": "password"},
+               "vhost": vhost, "userName": user}
+    ctx = _ctx(kube, managed)
+    res = workloads.step_messaging(ctx)
+    assert (res.status, res.reason) == ("True", "Managed")
+    secret_name = n.Names("octavia").messaging_secret
+    data = kube.read_secret("openstack", secret_name)
+    assert set(data) == {"password", "transport_url"}
+    pw = data["password"].decode()
+    assert len(pw) >= 32
+    url = data["transport_url"].decode()
+    assert ctx.out["transport_url"] == url == mq.transport_url(a["amqp_host"], a["amqp_port"], user, pw, vhost)
+    assert kube.objs[("v1", "Secret", "openstack", secret_name)]["metadata"]["ownerReferences"][0]["uid"] == "uid-mq"
+    parts = urlsplit(url)
+    assert amqp_login(parts.hostname, parts.port, unquote(parts.username), unquote(parts.password),
+                      unquote(parts.path[1:])) == (True, "open")
+    assert [e[1] for e in ctx.events] == ["Messaging"]
+    assert all(pw not in e[2] and a["password"] not in e[2] for e in ctx.events)
+    assert pw not in res.message
+
+    # converged: no Kubernetes write, no broker write, no event
+    kube.writes.clear()
+    ctx2 = _ctx(kube, managed)
+    s = CountingSession()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mq.requests, "Session", lambda: s)
+        assert workloads.step_messaging(ctx2).reason == "Managed"
+    assert kube.writes == [] and ctx2.events == [] and s.calls and s.writes == []
+    assert ctx2.out["transport_url"] == url
+
+    # the broker lost the user: recreated with the password already in the Secret
+    assert _api(a, "DELETE", f"/users/{user}").status_code == 204
+    ctx3 = _ctx(kube, managed)
+    workloads.step_messaging(ctx3)
+    assert kube.writes == [] and any("created RabbitMQ user" in e[2] for e in ctx3.events)
+    assert amqp_login(a["amqp_host"], a["amqp_port"], user, pw, vhost) == (True, "open")
+
+
+def test_step_messaging_managed_missing_admin_secret(rabbitmq_admin):
+    kube = FakeKube()
+    ctx = _ctx(kube, {"host": "127.0.0.1", "managementURL": rabbitmq_admin["management_url"],
+                      "adminSecret": {"name": "nope", "key": "password"}})
+    with pytest.raises(StepError) as e:
+        workloads.step_messaging(ctx)
+    assert e.value.reason == "SecretNotFound" and e.value.retry is True
+    assert kube.writes == []
