@@ -20,6 +20,7 @@ tag), ``MessagingError`` (anything else). No message or log line ever contains a
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 from urllib.parse import quote
@@ -175,11 +176,19 @@ class _Api:
         return resp.status_code == 401 and self._reason(resp).lower().startswith("not ")
 
 
+# What survives oslo.messaging's rabbit driver: it unquotes the transport_url, then rebuilds a URL
+# for kombu with the vhost inserted as is and user/password re-quoted with "/" left unencoded, and
+# kombu unquotes that again. So the vhost is "/" or plain characters, and no "/" in user or password.
+VHOST_RE = re.compile(r"^(/|[A-Za-z0-9_.-]{1,255})$")
+USER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
+
+
 def _check_names(vhost: str, user: str) -> None:
-    if not vhost or len(vhost) > 255:
-        raise StepError("InvalidMessagingName", "the RabbitMQ vhost must be 1 to 255 characters")
-    if not user or len(user) > 255:
-        raise StepError("InvalidMessagingName", "the RabbitMQ user name must be 1 to 255 characters")
+    if not VHOST_RE.match(vhost or ""):
+        raise StepError("InvalidMessagingName", f"RabbitMQ vhost {vhost!r} must be '/' or match "
+                                                "[A-Za-z0-9_.-]{1,255} (oslo.messaging cannot carry other characters)")
+    if not USER_RE.match(user or ""):
+        raise StepError("InvalidMessagingName", f"RabbitMQ user name {user!r} must match {USER_RE.pattern}")
 
 
 def ensure_rabbitmq(admin: MgmtCredentials, vhost: str, user: str, password: str, *,
@@ -271,8 +280,15 @@ def transport_url(host: str, port: int, user: str, password: str, vhost: str) ->
     """``rabbit://user:password@host:port/vhost`` for ``[DEFAULT] transport_url``.
 
     User, password and vhost are percent-encoded (every character outside A-Za-z0-9 and ``-._~``),
-    so ``@ : / % $ #`` survive oslo.messaging's parsing (it unquotes each part) and no ``$`` reaches
-    oslo.config; the default vhost ``/`` is ``%2F``. An IPv6 host is bracketed.
+    so ``@ : % $ # ?`` survive oslo.messaging's parsing (it unquotes each part) and no ``$`` reaches
+    oslo.config; the default vhost ``/`` is ``%2F``. An IPv6 host is bracketed. Refused (StepError
+    ``InvalidMessagingName``): a vhost other than ``/`` or ``[A-Za-z0-9_.-]+``, and a ``/`` in the
+    user or password -- oslo.messaging's rabbit driver re-quotes them for kombu with ``/`` left as it
+    is (and the vhost not quoted at all), which breaks the URL kombu parses.
     """
+    _check_names(vhost, user)
+    if "/" in password:
+        raise StepError("InvalidMessagingName", "the RabbitMQ password must not contain '/' (oslo.messaging's "
+                                                "rabbit driver passes it to kombu unencoded)")
     h = f"[{host}]" if ":" in host and not host.startswith("[") else host
     return f"rabbit://{_seg(user)}:{_seg(password)}@{h}:{int(port)}/{_seg(vhost)}"
