@@ -7,5 +7,6 @@
   ``run_kopf``, ``wait_for``.
 - ``octavia_real.plugin`` (tests/octavia_real/plugin.py): the real Octavia in its own venv
   (``octavia_venv``, ``octavia_run``, ``octavia_db``), installed by install-octavia.sh.
+- ``rabbitmq.plugin`` (tests/rabbitmq/plugin.py): ``rabbitmq_admin``, a real RabbitMQ on 127.0.0.1.
 """
-pytest_plugins = ["cloud.plugin", "kube.plugin", "octavia_real.plugin"]
+pytest_plugins = ["cloud.plugin", "kube.plugin", "octavia_real.plugin", "rabbitmq.plugin"]

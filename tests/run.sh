@@ -32,6 +32,8 @@ if [ "${SKIP_INSTALL:-0}" != 1 ]; then
   bash tests/cloud/install-deb.sh
   say "Debian packages: host-agent tests"
   bash tests/hostagent/install-deps.sh
+  say "Debian packages: RabbitMQ (started by the messaging tests themselves)"
+  bash tests/rabbitmq/install-rabbitmq.sh
   if ! command -v npm >/dev/null; then
     say "Debian packages: npm (for Helm)"
     apt-get install -y -q --no-install-recommends nodejs npm

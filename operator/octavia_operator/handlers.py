@@ -126,6 +126,7 @@ def delete_handler(body: Any, meta: Any, spec: Any, status: Any, patch: Any, log
     from . import conditions as c
     from .spec import parse_spec
     from .steps import cloud as cloud_steps
+    from .steps import workloads as workload_steps
 
     policy = (spec or {}).get("deletionPolicy", "Retain")
     if policy == "Retain":
@@ -137,6 +138,7 @@ def delete_handler(body: Any, meta: Any, spec: Any, status: Any, patch: Any, log
             ctx.spec = parse_spec(ctx.raw_spec)
             ctx.out["cloud"] = cloud_from_secret(ctx)
             done = cloud_steps.teardown(ctx)
+            done += workload_steps.teardown_backing_services(ctx)
         except r.StepError as exc:
             missing_credentials = exc.reason in ("CredentialsSecretNotFound", "CredentialsSecretKeyMissing",
                                                  "CloudAuthFailed", "CloudNotFound")

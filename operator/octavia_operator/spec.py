@@ -264,7 +264,8 @@ class ManagedMessaging(_Model):
     adminUser: str = F("admin", "RabbitMQ account allowed to create vhosts, users and permissions "
                        "(administrator tag).", min_length=1, max_length=255)
     adminSecret: SecretKeyRef = F(..., "Secret key holding that account's password.")
-    vhost: str = F("octavia", "Virtual host to create for Octavia.", min_length=1, max_length=255)
+    vhost: str = F("octavia", "Virtual host to create for Octavia ('/' or letters, digits, '_', '.', '-': "
+                   "what oslo.messaging can carry in a transport URL).", pattern=r"^(/|[A-Za-z0-9_.-]{1,255})$")
     userName: str = F("octavia", "RabbitMQ user to create (its password is generated).", min_length=1,
                       max_length=255, pattern=r"^[A-Za-z0-9_.-]+$")
 

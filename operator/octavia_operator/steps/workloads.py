@@ -356,3 +356,27 @@ def step_services(ctx: Context) -> Result:
 
 __all__ = ["step_certificates", "step_database", "step_messaging", "step_config", "step_dbsync",
            "step_hostagent", "step_services", "TransientError"]
+
+
+def teardown_backing_services(ctx: Context) -> list[str]:
+    """deletionPolicy Delete, managed modes only: drop the database and user, delete the vhost and
+    user that the operator created on the user's servers (external ones are never touched, embedded
+    ones go with their StatefulSets)."""
+    spec = ctx.spec
+    assert spec is not None
+    done: list[str] = []
+    if spec.database.managed:
+        from .. import database
+        m = spec.database.managed
+        admin_pw = _user_secret(ctx, m.adminSecret.name, m.adminSecret.key, "database.managed").decode()
+        res = database.drop_database_and_user(database.AdminCredentials(m.host, m.port, m.adminUser, admin_pw),
+                                              m.databaseName, m.userName, m.userHost)
+        done += res.changes
+    if spec.messaging.managed:
+        from .. import messaging
+        q = spec.messaging.managed
+        admin_pw = _user_secret(ctx, q.adminSecret.name, q.adminSecret.key, "messaging.managed").decode()
+        res = messaging.delete_vhost_and_user(messaging.MgmtCredentials(str(q.managementURL), q.adminUser, admin_pw),
+                                              q.vhost, q.userName)
+        done += res.changes
+    return done
