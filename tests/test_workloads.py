@@ -288,3 +288,29 @@ def test_managed_database_is_created_on_a_real_mariadb_and_dropped_on_delete(env
                          password=os_db_admin["password"]) as conn, conn.cursor() as cur:
         cur.execute("SHOW DATABASES LIKE %s", (db,))
         assert cur.fetchall() == ()
+
+
+def test_server_ca_rotation_on_request_keeps_the_old_ca_trusted(env):
+    from cryptography import x509
+    converge(env)
+
+    def certs():
+        data = env.kube_api.get("secrets", "octavia-certs", env.ns)["data"]
+        return {k: base64.b64decode(v) for k, v in data.items()}
+
+    before = certs()
+    old_ca = x509.load_pem_x509_certificate(before["server_ca.cert.pem"])
+    env.kube_api.patch(REF, "octavia", {"metadata": {"annotations": {
+        "octavia-operator.dev/rotate-server-ca": "2026-11-25"}}}, env.ns)
+    env.reconcile()
+    after = certs()
+    new_ca = x509.load_pem_x509_certificate(after["server_ca.cert.pem"])
+    assert new_ca.serial_number != old_ca.serial_number
+    bundle = x509.load_pem_x509_certificates(after["server_ca.bundle.pem"])
+    assert {c.serial_number for c in bundle} >= {old_ca.serial_number, new_ca.serial_number}
+    assert env.cr()["status"]["rotations"]["rotate_server_ca"] == "2026-11-25"
+    # handled once: the next reconcile does not rotate again
+    env.reconcile()
+    assert certs()["server_ca.cert.pem"] == after["server_ca.cert.pem"]
+    # the client side is untouched by a server-CA rotation
+    assert after["client_ca.cert.pem"] == before["client_ca.cert.pem"]

@@ -647,8 +647,9 @@ class OctaviaDeploymentStatus(_Model):
         None, "Health-manager Neutron ports, by node name.")
     certificates: CertificateStatus | None = F(None, "Certificate expiry dates.")
     rotations: dict[str, str] | None = F(
-        None, "The last rotation request handled, by secret (servicePassword: the value of the "
-        "octavia-operator.dev/rotate-service-password annotation).")
+        None, "The last rotation request handled, by kind (servicePassword, rotate_server_ca, "
+        "retire_old_server_cas, rotate_client_ca, retire_old_client_cas): the value of the matching "
+        "octavia-operator.dev/rotate-* or retire-* annotation.")
     apiEndpoint: str | None = F(None, "Internal URL of the load-balancer API.")
 
 

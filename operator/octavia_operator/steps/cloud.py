@@ -78,7 +78,8 @@ def service_password(ctx: Context) -> str:
     data = secrets.ensure_generated(ctx, n.Names(ctx.name).keystone_secret, "identity",
                                     {"password": secrets.random_password}, rotate=rotate)
     if rotate:
-        ctx.status_updates["rotations"] = {**(ctx.status.get("rotations") or {}), "servicePassword": request}
+        ctx.status_updates["rotations"] = {**(ctx.status.get("rotations") or {}),
+                                           **(ctx.status_updates.get("rotations") or {}), "servicePassword": request}
         ctx.event("Normal", "PasswordRotated", "the Octavia service user's password was rotated (request "
                                                f"{request!r}); the services roll with the new configuration")
     ctx.out["service_password"] = data["password"].decode()

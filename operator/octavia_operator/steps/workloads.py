@@ -54,6 +54,15 @@ def _user_secret(ctx: Context, name: str, key: str, what: str) -> bytes:
 # certificates
 # ----------------------------------------------------------------------------------------
 
+# annotation on the OctaviaDeployment -> plan_certificates flag (see docs/certificates.md)
+CERT_ROTATIONS = {
+    "rotate_server_ca": "octavia-operator.dev/rotate-server-ca",
+    "retire_old_server_cas": "octavia-operator.dev/retire-old-server-cas",
+    "rotate_client_ca": "octavia-operator.dev/rotate-client-ca",
+    "retire_old_client_cas": "octavia-operator.dev/retire-old-client-cas",
+}
+
+
 def passphrases(ctx: Context) -> dict[str, bytes]:
     pp = certs.generate_passphrases()
     return secrets.ensure_generated(ctx, _names(ctx).passphrases_secret, "certificates", {
@@ -82,12 +91,23 @@ def step_certificates(ctx: Context) -> Result:
             raise StepError("CASecretNotFound", f"CA Secret(s) {', '.join(missing)} do not exist", retry=True)
     name = _names(ctx).certs_secret
     existing = ctx.kube.read_secret(ctx.namespace, name)
+    # one-shot rotation requests: an annotation whose value differs from the last one handled
+    handled = dict(ctx.status.get("rotations") or {})
+    requests = {}
+    for flag, annotation in CERT_ROTATIONS.items():
+        value = ctx.annotations.get(annotation)
+        if value and value != handled.get(flag):
+            requests[flag] = value
     try:
         plan = certs.plan_certificates(
             existing, certs.Passphrases(pp["ca-key-passphrase"].decode(), pp["server-certs-key-passphrase"].decode()),
-            settings, ctx.now, user_server_ca=user_server, user_client_ca=user_client)
+            settings, ctx.now, user_server_ca=user_server, user_client_ca=user_client,
+            **{flag: True for flag in requests})
     except certs.CertificateInputError as exc:
         raise StepError("InvalidCertificateInput", str(exc)) from None
+    if requests:
+        rotations = {**handled, **(ctx.status_updates.get("rotations") or {}), **requests}
+        ctx.status_updates["rotations"] = rotations
     if plan.changed or existing is None:
         ctx.kube.apply(kb._secret(kb.Inputs(ctx.name, ctx.namespace, ctx.uid, spec), name, "certificates",
                                   {k: v.decode() for k, v in plan.data.items()}))
