@@ -178,8 +178,8 @@ def port_name(node: str) -> str:
 def ports(nodes: Mapping[str, Mapping[str, str]], host_id_annotation: str) -> dict[str, PortDesired]:
     """One health-manager port per node; ``nodes`` maps node name -> its annotations."""
     out = {}
-    for node, annotations in sorted(nodes.items()):
-        host = (annotations or {}).get(host_id_annotation) or node
+    for node, node_annotations in sorted(nodes.items()):
+        host = (node_annotations or {}).get(host_id_annotation) or node
         out[node] = PortDesired(node=node, name=port_name(node), host_id=host)
     return out
 

@@ -136,6 +136,22 @@ def _statefulset_ready(ctx: Context, name: str) -> bool:
     return int((sts.get("status") or {}).get("readyReplicas") or 0) >= 1
 
 
+def _embedded(ctx: Context, what: str, server: str, secret: str, component: str, url_key: str,
+              generators: dict[str, Any], url: Any, build: Any) -> str:
+    """A single-replica server of ours: generated credentials, the client URL in the Secret,
+    the StatefulSet and its Service; raises (retried) until the StatefulSet is ready."""
+    from ..releases import images
+    spec = ctx.spec
+    assert spec is not None
+    data = secrets.ensure_generated(ctx, secret, component, generators)
+    value = url(quote(data["password"].decode(), safe=""), f"{server}.{ctx.namespace}.svc")
+    secrets.ensure_values(ctx, secret, component, {url_key: value.encode()})
+    _apply_all(ctx, build(kb.Inputs(ctx.name, ctx.namespace, ctx.uid, spec), images(spec.release, spec.images)))
+    if not _statefulset_ready(ctx, server):
+        raise StepError("Starting", f"waiting for the embedded {what} StatefulSet {server} to be ready", retry=True)
+    return value
+
+
 def step_database(ctx: Context) -> Result:
     spec = ctx.spec
     assert spec is not None
@@ -160,19 +176,10 @@ def step_database(ctx: Context) -> Result:
         if res.changes:
             ctx.event("Normal", "Database", "; ".join(res.changes))
         return Result.ok("Managed", f"database {m.databaseName} and user {m.userName} on {m.host}:{m.port}")
-    # embedded MariaDB
-    data = secrets.ensure_generated(ctx, names.database_secret, "database", {
-        "password": secrets.random_password, "root-password": secrets.random_password})
-    host = f"{names.mariadb}.{ctx.namespace}.svc"
-    url = f"mysql+pymysql://octavia:{quote(data['password'].decode(), safe='')}@{host}:3306/octavia?charset=utf8mb4"
-    secrets.ensure_values(ctx, names.database_secret, "database", {"connection": url.encode()})
-    ctx.out["database_url"] = url
-    inp = kb.Inputs(ctx.name, ctx.namespace, ctx.uid, spec)
-    from ..releases import images
-    _apply_all(ctx, kb.embedded_mariadb(inp, images(spec.release, spec.images)))
-    if not _statefulset_ready(ctx, names.mariadb):
-        raise StepError("Starting", f"waiting for the embedded MariaDB StatefulSet {names.mariadb} to be ready",
-                        retry=True)
+    ctx.out["database_url"] = _embedded(
+        ctx, "MariaDB", names.mariadb, names.database_secret, "database", "connection",
+        {"password": secrets.random_password, "root-password": secrets.random_password},
+        lambda pw, host: f"mysql+pymysql://octavia:{pw}@{host}:3306/octavia?charset=utf8mb4", kb.embedded_mariadb)
     return Result.ok("Embedded", f"embedded MariaDB {names.mariadb} is ready")
 
 
@@ -204,17 +211,10 @@ def step_messaging(ctx: Context) -> Result:
         if res.changes:
             ctx.event("Normal", "Messaging", "; ".join(res.changes))
         return Result.ok("Managed", f"vhost {m.vhost} and user {m.userName} on {m.host}:{m.port}")
-    data = secrets.ensure_generated(ctx, names.messaging_secret, "messaging", {
-        "password": secrets.random_password, "erlang-cookie": lambda: secrets.random_password(48)})
-    url = f"rabbit://octavia:{quote(data['password'].decode(), safe='')}@{names.rabbitmq}.{ctx.namespace}.svc:5672/"
-    secrets.ensure_values(ctx, names.messaging_secret, "messaging", {"transport_url": url.encode()})
-    ctx.out["transport_url"] = url
-    inp = kb.Inputs(ctx.name, ctx.namespace, ctx.uid, spec)
-    from ..releases import images
-    _apply_all(ctx, kb.embedded_rabbitmq(inp, images(spec.release, spec.images)))
-    if not _statefulset_ready(ctx, names.rabbitmq):
-        raise StepError("Starting", f"waiting for the embedded RabbitMQ StatefulSet {names.rabbitmq} to be ready",
-                        retry=True)
+    ctx.out["transport_url"] = _embedded(
+        ctx, "RabbitMQ", names.rabbitmq, names.messaging_secret, "messaging", "transport_url",
+        {"password": secrets.random_password, "erlang-cookie": lambda: secrets.random_password(48)},
+        lambda pw, host: f"rabbit://octavia:{pw}@{host}:5672/", kb.embedded_rabbitmq)
     return Result.ok("Embedded", f"embedded RabbitMQ {names.rabbitmq} is ready")
 
 
