@@ -175,3 +175,10 @@ def test_render_rejects_an_invalid_resource_with_a_clear_message(tmp_path):
 def test_crd_subcommand_prints_the_crd():
     res = subprocess.run(operator_cli() + ["crd"], capture_output=True, text=True, check=True)
     assert (ROOT / "deploy" / "crds" / "octaviadeployments.octavia-operator.dev.yaml").read_text() == res.stdout
+
+
+def test_run_subcommand_takes_kopfs_flags():
+    res = subprocess.run(operator_cli() + ["run", "--help"], capture_output=True, text=True)
+    assert res.returncode == 0
+    for flag in ("--all-namespaces", "--namespace", "--standalone", "--liveness", "--peering"):
+        assert flag in res.stdout, flag
