@@ -203,7 +203,9 @@ def reconcile_by_name(namespace: str, name: str, logger: Any = log) -> None:
 
 DEBOUNCE = float(os.environ.get("OCTAVIA_OPERATOR_DEBOUNCE", "2"))
 _pending: dict[tuple[str, str], threading.Timer] = {}
+_running: set[threading.Thread] = set()
 _pending_lock = threading.Lock()
+_stopping = threading.Event()
 
 
 def schedule(namespace: str, name: str) -> None:
@@ -213,18 +215,44 @@ def schedule(namespace: str, name: str) -> None:
     def run() -> None:
         with _pending_lock:
             _pending.pop(key, None)
+            if _stopping.is_set():
+                return
+            _running.add(threading.current_thread())
         try:
             reconcile_by_name(namespace, name)
         except Exception:  # noqa: BLE001 - the drift timer catches up
             log.exception("background reconcile of %s/%s failed", namespace, name)
+        finally:
+            with _pending_lock:
+                _running.discard(threading.current_thread())
 
     with _pending_lock:
-        if key in _pending:
+        if key in _pending or _stopping.is_set():
             return
         t = threading.Timer(DEBOUNCE, run)
         t.daemon = True
         _pending[key] = t
         t.start()
+
+
+@kopf.on.cleanup()
+def stop_background_reconciles(logger: Any, **_: Any) -> None:
+    """At shutdown: cancel the debounced reconciles and wait for the ones already running."""
+    _stopping.set()
+    with _pending_lock:
+        timers = list(_pending.values())
+        _pending.clear()
+        running = list(_running)
+    for t in timers:
+        t.cancel()
+    for t in running:
+        t.join(timeout=60)
+    logger.info("background reconciles stopped (%d cancelled, %d finished)", len(timers), len(running))
+
+
+@kopf.on.startup()
+def allow_background_reconciles(**_: Any) -> None:
+    _stopping.clear()
 
 
 @kopf.on.event("", "v1", "nodes")
