@@ -118,6 +118,19 @@ class Env:
                                   subresource="status")
         return out, ctx
 
+    def reconcile_until(self, done: Any, rounds: int = 4) -> list:
+        """Reconcile until ``done()``, returning the events posted. Under load the loopback cloud
+        may answer a transient error; the operator converges on the next round (level-based),
+        as it does under kopf with its retries."""
+        events: list = []
+        for _ in range(rounds):
+            out, _ = self.reconcile()
+            events += out.events
+            if done():
+                return events
+        raise AssertionError(f"not converged after {rounds} reconciles: "
+                             f"{ {k: (v['status'], v['reason']) for k, v in self.conditions().items()} }")
+
     def conn(self) -> Any:
         """The operator's own (cached) connection for this deployment."""
         ctx = self.context()

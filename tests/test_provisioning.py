@@ -20,7 +20,8 @@ pytestmark = [pytest.mark.openstack, pytest.mark.kube]
 
 
 def test_creates_every_resource_then_a_second_reconcile_writes_nothing(env):
-    out, ctx = env.reconcile()
+    env.reconcile_until(lambda: env.conditions()["HealthManagerPortsReady"]["status"] == "True")
+    ctx = env.context()
     conds = env.conditions()
     for t in ("SpecValid", "CloudReachable", "IdentityReady", "AmphoraImageReady", "AmphoraFlavorReady",
               "SSHKeypairReady", "ManagementNetworkReady", "HealthManagerPortsReady", "QuotasReady"):
@@ -96,7 +97,7 @@ def test_creates_every_resource_then_a_second_reconcile_writes_nothing(env):
 
 
 def test_drift_is_repaired_with_an_event(env):
-    env.reconcile()
+    env.reconcile_until(lambda: env.conditions()["HealthManagerPortsReady"]["status"] == "True")
     ids = env.ids()
     os_ = env.os
     rule = next(x for x in os_.network.security_group_rules(security_group_id=ids["amphoraSecurityGroupId"])
@@ -106,8 +107,10 @@ def test_drift_is_repaired_with_an_event(env):
     cidr = os_.network.get_subnet(ids["subnetId"]).cidr
     os_.network.update_subnet(ids["subnetId"], allocation_pools=[{"start": cidr.replace("0/24", "50"),
                                                                   "end": cidr.replace("0/24", "60")}])
-    out, _ = env.reconcile()
-    assert any(e[1] == "Reconciled" for e in out.events), out.events
+    events = env.reconcile_until(lambda: env.conditions()["HealthManagerPortsReady"]["status"] == "True" and any(
+        x.port_range_min == 9443 for x in os_.network.security_group_rules(
+            security_group_id=ids["amphoraSecurityGroupId"])))
+    assert any(e[1] == "Reconciled" for e in events), events
     assert any(x.port_range_min == 9443 for x in os_.network.security_group_rules(
         security_group_id=ids["amphoraSecurityGroupId"]))
     hm = env.cr()["status"]["healthManagerPorts"]
@@ -118,12 +121,12 @@ def test_drift_is_repaired_with_an_event(env):
 
 
 def test_nodes_joining_and_leaving_get_and_lose_ports(env):
-    env.reconcile()
+    env.reconcile_until(lambda: env.conditions()["HealthManagerPortsReady"]["status"] == "True")
     os_ = env.os
     before = env.cr()["status"]["healthManagerPorts"]
     env.kube_api.create(node("node-2"))
     env.kube_api.patch("nodes", "node-0", {"metadata": {"labels": {"node-role.kubernetes.io/control-plane": None}}})
-    env.reconcile()
+    env.reconcile_until(lambda: sorted(env.cr()["status"]["healthManagerPorts"]) == ["node-1", "node-2"])
     after = env.cr()["status"]["healthManagerPorts"]
     assert sorted(after) == ["node-1", "node-2"]
     assert os_.network.find_port(before["node-0"]["portId"]) is None
@@ -133,7 +136,7 @@ def test_nodes_joining_and_leaving_get_and_lose_ports(env):
 
 def test_a_node_without_an_l2_agent_is_reported_by_name(env):
     env.kube_api.create(node("no-agent-here"))
-    env.reconcile()
+    env.reconcile_until(lambda: env.conditions()["HealthManagerPortsReady"]["reason"] == "PortBindingFailed")
     cond = env.conditions()["HealthManagerPortsReady"]
     assert cond["status"] == "False" and cond["reason"] == "PortBindingFailed"
     assert "no-agent-here" in cond["message"] and "node-0" not in cond["message"]
@@ -145,7 +148,7 @@ def test_the_host_id_annotation_overrides_the_node_name(env):
                          "metadata": {"name": "k8s-name-differs",
                                       "labels": {"node-role.kubernetes.io/control-plane": ""},
                                       "annotations": {"octavia-operator.dev/neutron-host": "node-2"}}})
-    env.reconcile()
+    env.reconcile_until(lambda: "k8s-name-differs" in (env.cr()["status"].get("healthManagerPorts") or {}))
     hm = env.cr()["status"]["healthManagerPorts"]["k8s-name-differs"]
     assert hm["hostId"] == "node-2" and hm["vifType"] == "ovs"
 
@@ -168,7 +171,8 @@ def test_adopts_a_hand_made_installation_without_duplicates(env):
     flv = os_.compute.create_flavor(name=f"amphora-{sfx}", ram=512, vcpus=1, disk=1, is_public=True)
     env.extra_cleanup.append(lambda: os_.compute.delete_flavor(flv))
 
-    env.reconcile()
+    env.reconcile_until(lambda: env.conditions()["ManagementNetworkReady"]["status"] == "True"
+                        and env.conditions()["AmphoraFlavorReady"]["status"] == "True")
     ids = env.ids()
     assert ids["networkId"] == net.id and ids["subnetId"] == sub.id
     assert ids["amphoraSecurityGroupId"] == sg.id and ids["flavorId"] == flv.id
@@ -189,7 +193,7 @@ def test_delete_removes_exactly_what_the_deployment_owns(env):
     os_ = env.os
     unrelated = os_.network.create_network(name=f"unrelated-{env.sfx}")
     env.extra_cleanup.append(lambda: os_.network.delete_network(unrelated))
-    env.reconcile()
+    env.reconcile_until(lambda: env.conditions()["HealthManagerPortsReady"]["status"] == "True")
     ids = env.ids()
     hm = env.cr()["status"]["healthManagerPorts"]
     ctx = env.context()
@@ -216,7 +220,7 @@ def test_delete_removes_exactly_what_the_deployment_owns(env):
 
 def test_delete_is_refused_while_amphorae_use_the_network(env):
     os_ = env.os
-    env.reconcile()
+    env.reconcile_until(lambda: env.conditions()["HealthManagerPortsReady"]["status"] == "True")
     ids = env.ids()
     amp = os_.network.create_port(network_id=ids["networkId"], name=f"amphora-{env.sfx}",
                                   device_owner="compute:nova")
@@ -273,8 +277,9 @@ def test_an_overlap_with_cluster_networks_is_reported(env):
     env.kube_api.patch("octaviadeployments.octavia-operator.dev", "octavia",
                        {"spec": {"managementNetwork": {"avoidCIDRs": ["10.96.0.0/12", cidr.replace("0/24", "0/16")]}}},
                        env.ns)
-    out, _ = env.reconcile()
+    events = env.reconcile_until(
+        lambda: env.conditions()["ManagementNetworkReady"]["reason"] == "CIDROverlap")
     cond = env.conditions()["ManagementNetworkReady"]
     assert cond["status"] == "True" and cond["reason"] == "CIDROverlap"
     assert cidr.replace("0/24", "0/16") in cond["message"] and "10.96.0.0/12" not in cond["message"]
-    assert any(e[1] == "CIDROverlap" for e in out.events)
+    assert any(e[1] == "CIDROverlap" for e in events)

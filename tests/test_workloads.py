@@ -54,6 +54,10 @@ def converge(env, rounds: int = 6) -> dict:
     return env.conditions()
 
 
+def reconcile_until(env, done, rounds: int = 4):
+    return env.reconcile_until(done, rounds)
+
+
 def children(env) -> dict[tuple[str, str], dict]:
     out = {}
     for ref in ("configmaps", "secrets", "deployments", "daemonsets", "statefulsets", "jobs", "services",
@@ -138,7 +142,8 @@ def test_a_spec_change_changes_exactly_the_right_objects(env):
               for k, v in children(env).items() if k[0] == "Deployment"}
     env.kube_api.patch(REF, "octavia", {"spec": {"config": {"controller_worker": {"amp_active_retries": "42"}}}},
                        env.ns)
-    env.reconcile()
+    reconcile_until(env, lambda: env.conditions()["ConfigReady"]["status"] == "True" and "amp_active_retries = 42"
+                    in env.kube_api.get("configmaps", "octavia-config", env.ns)["data"]["octavia.conf"])
     after = children(env)
     changed = {k for k, v in after.items() if before.get(k) != v["metadata"]["resourceVersion"]}
     assert changed == {("ConfigMap", "octavia-config"), ("Deployment", "octavia-api"),
@@ -156,7 +161,8 @@ def test_a_deleted_or_edited_child_is_restored(env):
     api.delete("deployments", "octavia-worker", ns)
     api.patch("configmaps", "octavia-config", {"data": {"octavia.conf": "[DEFAULT]\ndebug = true\n"}}, ns)
     api.patch("deployments", "octavia-api", {"spec": {"replicas": 7}}, ns)
-    env.reconcile()
+    reconcile_until(env, lambda: api.exists("deployments", "octavia-worker", ns)
+                    and api.get("deployments", "octavia-api", ns)["spec"]["replicas"] == 2)
     now = children(env)
     assert ("Deployment", "octavia-worker") in now
     assert now[("ConfigMap", "octavia-config")]["data"] == original[("ConfigMap", "octavia-config")]["data"]
@@ -175,7 +181,7 @@ def test_a_failed_db_sync_is_a_condition(env):
                        {"status": {"failed": 7, "conditions": [{"type": "Failed", "status": "True",
                                                                "reason": "BackoffLimitExceeded"}]}},
                        env.ns, subresource="status")
-    env.reconcile()
+    reconcile_until(env, lambda: env.conditions()["DatabaseSynced"]["reason"] == "DatabaseSyncFailed")
     cond = env.conditions()["DatabaseSynced"]
     assert cond["status"] == "False" and cond["reason"] == "DatabaseSyncFailed"
     assert job["metadata"]["name"] in cond["message"] and "BackoffLimitExceeded" in cond["message"]
@@ -187,11 +193,11 @@ def test_a_node_losing_its_agent_loses_its_label(env):
     label = LABEL.format(ns=env.ns)
     env.kube_api.patch("pods", "octavia-hostagent-node-1", {"status": {"conditions": [
         {"type": "Ready", "status": "False"}]}}, env.ns, subresource="status")
-    out, _ = env.reconcile()
+    events = reconcile_until(env, lambda: env.conditions()["HostAgentReady"]["reason"] == "Partial")
     assert label not in (env.kube_api.get("nodes", "node-1")["metadata"].get("labels") or {})
     assert env.kube_api.get("nodes", "node-0")["metadata"]["labels"][label] == "ready"
     assert env.conditions()["HostAgentReady"]["reason"] == "Partial"
-    assert any(e[1] == "NodeNotReady" for e in out.events)
+    assert any(e[1] == "NodeNotReady" for e in events)
     assert children(env)[("Deployment", "octavia-health-manager")]["spec"]["replicas"] == 1
 
 
@@ -203,8 +209,9 @@ def test_the_service_password_rotates_on_request_only(env):
         n.CONFIG_HASH_ANNOTATION]
     env.kube_api.patch(REF, "octavia", {"metadata": {"annotations": {
         "octavia-operator.dev/rotate-service-password": "2026-11-25"}}}, env.ns)
-    out, _ = env.reconcile()
-    assert any(e[1] == "PasswordRotated" for e in out.events)
+    events = reconcile_until(env, lambda: (env.cr()["status"].get("rotations") or {}).get("servicePassword")
+                             == "2026-11-25")
+    assert any(e[1] == "PasswordRotated" for e in events)
     new_pw = base64.b64decode(env.kube_api.get("secrets", "octavia-keystone", env.ns)["data"]["password"]).decode()
     assert new_pw != old_pw
     assert converge(env)["Ready"]["status"] == "True"  # level-based: a transient hiccup waits for the next round
@@ -269,7 +276,7 @@ def test_managed_database_is_created_on_a_real_mariadb_and_dropped_on_delete(env
         "host": os_db_admin["host"], "port": int(os_db_admin["port"]), "adminUser": os_db_admin["user"],
         "adminSecret": {"name": "mariadb-root", "key": "password"}, "databaseName": db, "userName": db[:32],
         "userHost": "127.0.0.1"}}}}, env.ns)
-    env.reconcile()
+    reconcile_until(env, lambda: env.conditions()["DatabaseReady"]["status"] == "True")
     cond = env.conditions()["DatabaseReady"]
     assert cond["status"] == "True" and cond["reason"] == "Managed", cond
     secret = {k: base64.b64decode(v).decode()
@@ -302,7 +309,7 @@ def test_server_ca_rotation_on_request_keeps_the_old_ca_trusted(env):
     old_ca = x509.load_pem_x509_certificate(before["server_ca.cert.pem"])
     env.kube_api.patch(REF, "octavia", {"metadata": {"annotations": {
         "octavia-operator.dev/rotate-server-ca": "2026-11-25"}}}, env.ns)
-    env.reconcile()
+    reconcile_until(env, lambda: (env.cr()["status"].get("rotations") or {}).get("rotate_server_ca") == "2026-11-25")
     after = certs()
     new_ca = x509.load_pem_x509_certificate(after["server_ca.cert.pem"])
     assert new_ca.serial_number != old_ca.serial_number
