@@ -1,9 +1,11 @@
 """kopf handlers: thin wrappers that build a Context and call the one reconcile.
 
 create / update / resume and a periodic timer (drift repair) all run the same idempotent
-``reconcile.reconcile``; only what differs is written to ``.status``. Deleting the resource
-honours ``deletionPolicy`` (Retain: nothing in OpenStack is touched; Kubernetes children go
-with their owner reference).
+``reconcile.reconcile``; only what differs is written to ``.status``. Node events and events of
+the children (labelled managed-by=octavia-operator) schedule a debounced reconcile of the
+deployment concerned. Deleting the resource honours ``deletionPolicy`` (Retain: nothing in
+OpenStack is touched; Delete: what this deployment owns is deleted first); Kubernetes children
+go with their owner reference.
 """
 from __future__ import annotations
 
