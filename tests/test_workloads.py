@@ -321,3 +321,42 @@ def test_server_ca_rotation_on_request_keeps_the_old_ca_trusted(env):
     assert certs()["server_ca.cert.pem"] == after["server_ca.cert.pem"]
     # the client side is untouched by a server-CA rotation
     assert after["client_ca.cert.pem"] == before["client_ca.cert.pem"]
+
+
+def test_a_changed_health_manager_list_is_pushed_to_live_amphorae(env, os_db_admin):
+    import uuid
+
+    import pymysql
+    assert converge(env)["Ready"]["status"] == "True"
+    first = env.cr()["status"]["amphoraConfig"]
+    assert first["controllerIPPortList"].count(":5555") == 2
+    # an amphora in the cloud's Octavia database (nothing can boot a real one here): the operator
+    # must ask it to reload its configuration through the real Octavia API when the list changes
+    amp_id, lb_id = str(uuid.uuid4()), str(uuid.uuid4())
+    db = pymysql.connect(host=os_db_admin["host"], port=int(os_db_admin["port"]), user=os_db_admin["user"],
+                         password=os_db_admin["password"], database="octavia", autocommit=True)
+    try:
+        with db.cursor() as cur:
+            cur.execute("INSERT INTO load_balancer (id, project_id, provisioning_status, operating_status, enabled) "
+                        "VALUES (%s, 'test', 'ACTIVE', 'ONLINE', 1)", (lb_id,))
+            cur.execute("INSERT INTO amphora (id, status, cert_busy, load_balancer_id) VALUES "
+                        "(%s, 'ALLOCATED', 0, %s)", (amp_id, lb_id))
+        env.kube_api.create(node("node-2"))
+        for _ in range(6):
+            out, _ = env.reconcile()
+            play_controllers(env, nodes=("node-0", "node-1", "node-2"))
+            status = env.cr()["status"].get("amphoraConfig") or {}
+            if status.get("controllerIPPortList", "").count(":5555") == 3:
+                break
+        assert status["controllerIPPortList"].count(":5555") == 3
+        assert status["amphoraeConfigured"] >= 1
+        # once per change: a converged reconcile pushes nothing again
+        conn = env.conn()
+        with WriteCounter(conn) as w:
+            env.reconcile()
+        assert not [u for m, u in w.writes if "/amphorae/" in u]
+    finally:
+        with db.cursor() as cur:
+            cur.execute("DELETE FROM amphora WHERE id = %s", (amp_id,))
+            cur.execute("DELETE FROM load_balancer WHERE id = %s", (lb_id,))
+        db.close()

@@ -638,6 +638,11 @@ class OpenStackStatus(_Model):
     healthManagerSecurityGroupId: str | None = F(None, "Health-manager security group ID.")
 
 
+class AmphoraConfigStatus(_Model):
+    controllerIPPortList: str | None = F(None, "The [health_manager] controller_ip_port_list pushed.")
+    amphoraeConfigured: int | None = F(None, "How many amphorae were asked to reload their configuration.")
+
+
 class OctaviaDeploymentStatus(_Model):
     model_config = ConfigDict(extra="allow", frozen=True)
     observedGeneration: int | None = F(None, "The .metadata.generation the status was last computed for.")
@@ -651,6 +656,9 @@ class OctaviaDeploymentStatus(_Model):
         "retire_old_server_cas, rotate_client_ca, retire_old_client_cas): the value of the matching "
         "octavia-operator.dev/rotate-* or retire-* annotation.")
     apiEndpoint: str | None = F(None, "Internal URL of the load-balancer API.")
+    amphoraConfig: AmphoraConfigStatus | None = F(
+        None, "The health-manager list last pushed to the live amphorae (they keep the one they booted with "
+        "otherwise).")
 
 
 def parse_spec(spec: dict[str, Any]) -> OctaviaDeploymentSpec:

@@ -60,6 +60,11 @@ def _ip_port(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
+def controller_ip_port_list(spec: OctaviaDeploymentSpec, cloud: CloudValues) -> str:
+    """[health_manager] controller_ip_port_list: where amphorae send heartbeats."""
+    return ", ".join(_ip_port(ip, spec.healthManager.heartbeatPort) for ip in cloud.controller_ip_port_list)
+
+
 def config_sections(spec: OctaviaDeploymentSpec, cloud: CloudValues) -> Sections:
     """The non-secret octavia.conf, section by section (spec overrides merged last)."""
     rel = RELEASES[spec.release]
@@ -98,7 +103,7 @@ def config_sections(spec: OctaviaDeploymentSpec, cloud: CloudValues) -> Sections
     s["health_manager"] = {
         "bind_ip": "0.0.0.0",
         "bind_port": str(hm_port),
-        "controller_ip_port_list": ", ".join(_ip_port(ip, hm_port) for ip in cloud.controller_ip_port_list),
+        "controller_ip_port_list": controller_ip_port_list(spec, cloud),
     }
     s["keystone_authtoken"] = auth_block({
         "region_name": region,

@@ -371,7 +371,27 @@ def step_services(ctx: Context) -> Result:
             waiting.append(f"{d['metadata']['name']} {int(st.get('availableReplicas') or 0)}/{want}")
     if waiting:
         raise StepError("RollingOut", "waiting for " + ", ".join(waiting), retry=True)
-    return Result.ok("Ready", "octavia-api, worker, health-manager and housekeeping are available")
+    pushed = _push_controller_list(ctx, inp)
+    return Result.ok("Ready", "octavia-api, worker, health-manager and housekeeping are available" + pushed)
+
+
+def _push_controller_list(ctx: Context, inp: kb.Inputs) -> str:
+    """Once the controllers run with a new health-manager list, tell the live amphorae (they keep
+    the list they booted with otherwise); recorded in status so it happens once per change."""
+    from ..openstack import loadbalancer
+    from ..builders.config import controller_ip_port_list
+    current = controller_ip_port_list(inp.spec, inp.cloud)
+    last = (ctx.status.get("amphoraConfig") or {}).get("controllerIPPortList")
+    if last == current:
+        return ""
+    done, failed = loadbalancer.push_amphora_config(ctx.out["cloud"])
+    ctx.status_updates["amphoraConfig"] = {"controllerIPPortList": current, "amphoraeConfigured": len(done)}
+    if done:
+        ctx.event("Normal", "AmphoraConfig", f"asked {len(done)} amphorae to reload their configuration "
+                                             f"(health managers: {current})")
+    for f in failed:
+        ctx.event("Warning", "AmphoraConfigFailed", f)
+    return f"; {len(done)} amphorae told about the health managers {current}" if done else ""
 
 
 __all__ = ["step_certificates", "step_database", "step_messaging", "step_config", "step_dbsync",
