@@ -20,10 +20,11 @@ that may quote a statement.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import quote, unquote, urlsplit
 
 import pymysql
@@ -141,6 +142,23 @@ def _has_full_grant(grants: list[str], database: str) -> bool:
     return False
 
 
+@contextlib.contextmanager
+def _admin_sql(admin: "AdminCredentials", what: str, secrets: list[str]) -> Iterator[Callable[..., list[tuple]]]:
+    """An admin connection as a ``run(sql, args)`` function whose errors are classified (secrets scrubbed)."""
+    conn = _connect(admin.host, admin.port, admin.user, admin.password, what, secrets=secrets)
+    try:
+        with conn.cursor() as cur:
+            def run(sql: str, args: Any = None) -> list[tuple]:
+                try:
+                    cur.execute(sql, args)
+                    return list(cur.fetchall())
+                except Exception as exc:  # noqa: BLE001 - classified
+                    raise _classify(exc, what, secrets) from None
+            yield run
+    finally:
+        conn.close()
+
+
 def ensure_database(admin: AdminCredentials, database: str, user: str, user_host: str,
                     password: str) -> Ensured:
     """Make sure `database` exists (utf8mb4) and `user`@`user_host` can use it with `password`.
@@ -164,44 +182,33 @@ def ensure_database(admin: AdminCredentials, database: str, user: str, user_host
     what = f"database {database} on {admin.host}:{admin.port}"
     changes: list[str] = []
     created = user_created = False
-    conn = _connect(admin.host, admin.port, admin.user, admin.password, what, secrets=secrets)
-    try:
-        with conn.cursor() as cur:
-            def run(sql: str, args: Any = None) -> list[tuple]:
-                try:
-                    cur.execute(sql, args)
-                    return list(cur.fetchall())
-                except Exception as exc:  # noqa: BLE001 - classified
-                    raise _classify(exc, what, secrets) from None
+    with _admin_sql(admin, what, secrets) as run:
+        row = run("SELECT DEFAULT_CHARACTER_SET_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
+                  (database,))
+        if not row:
+            run(f"CREATE DATABASE IF NOT EXISTS `{database}` CHARACTER SET {CHARSET} COLLATE {COLLATION}")
+            created = True
+            changes.append(f"created database {database} ({CHARSET})")
+        elif row[0][0] != CHARSET:
+            run(f"ALTER DATABASE `{database}` CHARACTER SET {CHARSET} COLLATE {COLLATION}")
+            changes.append(f"set the default character set of database {database} to {CHARSET} "
+                           f"(was {row[0][0]}; existing tables unchanged)")
 
-            row = run("SELECT DEFAULT_CHARACTER_SET_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
-                      (database,))
-            if not row:
-                run(f"CREATE DATABASE IF NOT EXISTS `{database}` CHARACTER SET {CHARSET} COLLATE {COLLATION}")
-                created = True
-                changes.append(f"created database {database} ({CHARSET})")
-            elif row[0][0] != CHARSET:
-                run(f"ALTER DATABASE `{database}` CHARACTER SET {CHARSET} COLLATE {COLLATION}")
-                changes.append(f"set the default character set of database {database} to {CHARSET} "
-                               f"(was {row[0][0]}; existing tables unchanged)")
+        acct = (user, user_host)   # always passed as parameters: escaped by PyMySQL, '%' safe
+        exists = run("SELECT 1 FROM mysql.user WHERE User = %s AND Host = %s", (user, user_host))
+        if not exists:
+            run("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (*acct, password))
+            user_created = True
+            changes.append(f"created database user '{user}'@'{user_host}'")
+        elif not _authenticates(admin.host, admin.port, user, password, what, secrets):
+            run("ALTER USER %s@%s IDENTIFIED BY %s", (*acct, password))
+            changes.append(f"reset the password of database user '{user}'@'{user_host}' "
+                           "(it no longer matched the generated one)")
 
-            acct = (user, user_host)   # always passed as parameters: escaped by PyMySQL, '%' safe
-            exists = run("SELECT 1 FROM mysql.user WHERE User = %s AND Host = %s", (user, user_host))
-            if not exists:
-                run("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (*acct, password))
-                user_created = True
-                changes.append(f"created database user '{user}'@'{user_host}'")
-            elif not _authenticates(admin.host, admin.port, user, password, what, secrets):
-                run("ALTER USER %s@%s IDENTIFIED BY %s", (*acct, password))
-                changes.append(f"reset the password of database user '{user}'@'{user_host}' "
-                               "(it no longer matched the generated one)")
-
-            grants = [r[0] for r in run("SHOW GRANTS FOR %s@%s", acct)]
-            if not _has_full_grant(grants, database):
-                run(f"GRANT ALL PRIVILEGES ON {_grant_target(database)}.* TO %s@%s", acct)
-                changes.append(f"granted ALL PRIVILEGES on {database}.* to '{user}'@'{user_host}'")
-    finally:
-        conn.close()
+        grants = [r[0] for r in run("SHOW GRANTS FOR %s@%s", acct)]
+        if not _has_full_grant(grants, database):
+            run(f"GRANT ALL PRIVILEGES ON {_grant_target(database)}.* TO %s@%s", acct)
+            changes.append(f"granted ALL PRIVILEGES on {database}.* to '{user}'@'{user_host}'")
     for c in changes:
         log.info("%s: %s", what, c)
     return Ensured(id=database, created=created, changes=changes,
@@ -230,24 +237,13 @@ def drop_database_and_user(admin: AdminCredentials, database: str, user: str, us
     secrets = [admin.password]
     what = f"database {database} on {admin.host}:{admin.port}"
     changes: list[str] = []
-    conn = _connect(admin.host, admin.port, admin.user, admin.password, what, secrets=secrets)
-    try:
-        with conn.cursor() as cur:
-            def run(sql: str, args: Any = None) -> list[tuple]:
-                try:
-                    cur.execute(sql, args)
-                    return list(cur.fetchall())
-                except Exception as exc:  # noqa: BLE001 - classified
-                    raise _classify(exc, what, secrets) from None
-
-            if run("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (database,)):
-                run(f"DROP DATABASE IF EXISTS `{database}`")
-                changes.append(f"dropped database {database}")
-            if run("SELECT 1 FROM mysql.user WHERE User = %s AND Host = %s", (user, user_host)):
-                run("DROP USER IF EXISTS %s@%s", (user, user_host))
-                changes.append(f"dropped database user '{user}'@'{user_host}'")
-    finally:
-        conn.close()
+    with _admin_sql(admin, what, secrets) as run:
+        if run("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (database,)):
+            run(f"DROP DATABASE IF EXISTS `{database}`")
+            changes.append(f"dropped database {database}")
+        if run("SELECT 1 FROM mysql.user WHERE User = %s AND Host = %s", (user, user_host)):
+            run("DROP USER IF EXISTS %s@%s", (user, user_host))
+            changes.append(f"dropped database user '{user}'@'{user_host}'")
     for c in changes:
         log.info("%s: %s", what, c)
     return Ensured(id=database, changes=changes)

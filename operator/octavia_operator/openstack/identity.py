@@ -352,6 +352,16 @@ def _check_region(conn: Any, region: str) -> None:
 # delete
 # ---------------------------------------------------------------------------------------------
 
+def _found_unless_domain_gone(find: Any, conn: Any, d: IdentityDesired) -> Any | None:
+    """``find(conn, d)``'s resource, or None when its domain no longer exists (nothing to delete)."""
+    try:
+        return find(conn, d)[0]
+    except StepError as exc:
+        if exc.reason != "DomainNotFound":
+            raise
+        return None
+
+
 def delete_owned_identity(conn: Any, uid: str, d: IdentityDesired) -> list[str]:
     """Delete, in dependency order, the Keystone resources that carry this deployment's marker.
 
@@ -393,23 +403,13 @@ def delete_owned_identity(conn: Any, uid: str, d: IdentityDesired) -> list[str]:
             deleted.append(f"role {role.name}")
 
     # user
-    try:
-        user, _ = _find_user(conn, d)
-    except StepError as exc:
-        if exc.reason != "DomainNotFound":
-            raise
-        user = None
+    user = _found_unless_domain_gone(_find_user, conn, d)
     if user is not None and owned_by(user, uid):
         if _ignore_missing(f"deleting user {d.user!r}", conn.identity.delete_user, user):
             deleted.append(f"user {d.user}")
 
     # project, only when empty
-    try:
-        project, _ = _find_project(conn, d)
-    except StepError as exc:
-        if exc.reason != "DomainNotFound":
-            raise
-        project = None
+    project = _found_unless_domain_gone(_find_project, conn, d)
     if project is not None and owned_by(project, uid):
         left = _project_contents(conn, project.id)
         if left:

@@ -31,22 +31,16 @@ def ensure_quotas(conn: Any, project_id: str, quotas: Mapping[str, int | None]) 
         raise StepError("InvalidQuota", f"unknown quota keys: {', '.join(unknown)}")
     changes: list[str] = []
     now: dict[str, int] = {}
-    nova = {NOVA_KEYS[k]: v for k, v in wanted.items() if k in NOVA_KEYS}
-    if nova:
-        current = call(f"reading the Nova quotas of project {project_id}", conn.compute.get_quota_set, project_id)
-        diff = {a: v for a, v in nova.items() if getattr(current, a, None) != v}
+    services = (("Nova", NOVA_KEYS, conn.compute.get_quota_set, conn.compute.update_quota_set),
+                ("Neutron", NEUTRON_KEYS, conn.network.get_quota, conn.network.update_quota))
+    for label, keys, get, update in services:  # at most one read and one update per service
+        attrs = {keys[k]: v for k, v in wanted.items() if k in keys}
+        if not attrs:
+            continue
+        current = call(f"reading the {label} quotas of project {project_id}", get, project_id)
+        diff = {a: v for a, v in attrs.items() if getattr(current, a, None) != v}
         if diff:
-            call(f"updating the Nova quotas of project {project_id}", conn.compute.update_quota_set,
-                 project_id, **diff)
-            changes += [f"nova {a}: {getattr(current, a, None)} -> {v}" for a, v in sorted(diff.items())]
-        now.update({k: wanted[k] for k in wanted if k in NOVA_KEYS})
-    neutron = {NEUTRON_KEYS[k]: v for k, v in wanted.items() if k in NEUTRON_KEYS}
-    if neutron:
-        current = call(f"reading the Neutron quotas of project {project_id}", conn.network.get_quota, project_id)
-        diff = {a: v for a, v in neutron.items() if getattr(current, a, None) != v}
-        if diff:
-            call(f"updating the Neutron quotas of project {project_id}", conn.network.update_quota,
-                 project_id, **diff)
-            changes += [f"neutron {a}: {getattr(current, a, None)} -> {v}" for a, v in sorted(diff.items())]
-        now.update({k: wanted[k] for k in wanted if k in NEUTRON_KEYS})
+            call(f"updating the {label} quotas of project {project_id}", update, project_id, **diff)
+            changes += [f"{label.lower()} {a}: {getattr(current, a, None)} -> {v}" for a, v in sorted(diff.items())]
+        now.update({k: wanted[k] for k in wanted if k in keys})
     return Ensured(id=project_id, changes=changes, extra={"quotas": now})
