@@ -46,10 +46,14 @@ def _structural(node: dict[str, Any]) -> dict[str, Any]:
         branches = [b for b in node.pop("anyOf") if b.get("type") != "null"]
         if sorted(b.get("type", "") for b in branches) == ["integer", "string"]:
             # int-or-string (Kubernetes quantities): a pattern only constrains the string form
+            # The API server accepts exactly anyOf [{type: integer}, {type: string}] here (nothing else
+            # inside the branches: "must be empty to be structural"); a pattern sits beside the anyOf
+            # and only constrains the string form.
             pattern = next((b["pattern"] for b in branches if "pattern" in b), None)
-            branches = [{"x-kubernetes-int-or-string": True,
-                         "anyOf": [{"type": "integer"}, {"type": "string", **({"pattern": pattern} if pattern else {})}]}]
-            node.update(branches[0])
+            node.update({"x-kubernetes-int-or-string": True,
+                         "anyOf": [{"type": "integer"}, {"type": "string"}]})
+            if pattern:
+                node["pattern"] = pattern
             return _order(node)
         if len(branches) != 1:
             raise ValueError(f"cannot express anyOf {branches} structurally")
@@ -101,17 +105,22 @@ def _order(node: dict[str, Any]) -> dict[str, Any]:
     return {**{k: node[k] for k in _FIRST if k in node}, **{k: v for k, v in node.items() if k not in _FIRST}}
 
 
-def _object_defaults(node: dict[str, Any], model_defaults: bool = True) -> dict[str, Any]:
-    """Give sub-objects whose every field is optional a ``default: {}`` so nested defaults apply."""
+def _object_defaults(node: dict[str, Any]) -> dict[str, Any]:
+    """Give sub-objects that are always present (declared with a default factory) their full default.
+
+    The default is the sub-model's own default, with every nested default spelled out: the API
+    server validates a default against the schema *and its CEL rules* when the CRD is created,
+    without applying the nested defaults first, so a bare ``{}`` would fail every rule that reads
+    a defaulted field ("no such key: cidr")."""
     props = node.get("properties")
     if not props:
         return node
     for name, child in props.items():
         _object_defaults(child)
+        factory = child.pop("_factory", None)
         if child.get("type") == "object" and "properties" in child and not child.get("required") \
-                and "default" not in child and child.get("_factory"):
-            child["default"] = {}
-        child.pop("_factory", None)
+                and "default" not in child and factory is not None:
+            child["default"] = factory().model_dump(mode="json", exclude_none=True)
     if isinstance(node.get("items"), dict):
         _object_defaults(node["items"])
     return node
@@ -126,7 +135,7 @@ def _mark_factories(model: type, node: dict[str, Any]) -> None:
             continue
         ann = field.annotation
         if field.default_factory is not None and isinstance(field.default_factory, type):
-            child["_factory"] = True
+            child["_factory"] = field.default_factory
         sub = field.default_factory if isinstance(field.default_factory, type) else ann
         if isinstance(sub, type) and hasattr(sub, "model_fields"):
             _mark_factories(sub, child)
@@ -175,7 +184,8 @@ def openapi_schema() -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string", "description": "APIVersion of this object (octavia-operator.dev/v1alpha1)."},
             "kind": {"type": "string", "description": "Kind of this object (OctaviaDeployment)."},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            # the API server allows nothing but the type here
+            "metadata": {"type": "object"},
             "spec": spec_schema,
             "status": status_schema,
         },
