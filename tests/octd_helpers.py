@@ -1,10 +1,12 @@
-"""Shared pieces of the end-to-end tests: an image server, Nodes, a spec that is safe on the shared cloud."""
+"""Shared pieces of the end-to-end tests: an image server, a spec that is safe on the shared cloud, and
+``env``: one OctaviaDeployment on the real API server, with kwok nodes and the loopback cloud."""
 from __future__ import annotations
 
 import base64
 import contextlib
 import http.server
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -47,15 +49,6 @@ def serve_image() -> Iterator[str]:
         srv.server_close()
 
 
-def node(name: str, control_plane: bool = True) -> dict:
-    labels = {"kubernetes.io/hostname": name}
-    if control_plane:
-        labels["node-role.kubernetes.io/control-plane"] = ""
-    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels},
-            "spec": {"podCIDRs": ["10.244.0.0/24"]},
-            "status": {"addresses": [{"type": "InternalIP", "address": "192.0.2.10"}]}}
-
-
 def random_cidr() -> str:
     return f"10.{uuid.uuid4().int % 200 + 20}.{uuid.uuid4().int % 250}.0/24"
 
@@ -90,8 +83,13 @@ def image_url():
 
 @dataclass
 class Env:
-    kube_api: Any
-    kube: Kube
+    """One OctaviaDeployment on the real API server (tests/kube) against the loopback cloud, reconciled
+    inside the test process by the real reconcile, as the operator's ServiceAccount (RBAC applies)."""
+
+    cluster: Any
+    kube_api: Any            # kube.cluster.Api, as the cluster admin: what the test itself does
+    kube: Kube               # the operator's client, with the chart's ServiceAccount token
+    nodes: Any               # kube.plugin.Nodes
     ns: str
     name: str
     sfx: str
@@ -118,18 +116,34 @@ class Env:
                                   subresource="status")
         return out, ctx
 
-    def reconcile_until(self, done: Any, rounds: int = 4) -> list:
+    def reconcile_until(self, done: Any, rounds: int = 4, pause: float = 0.0) -> list:
         """Reconcile until ``done()``, returning the events posted. Under load the loopback cloud
         may answer a transient error; the operator converges on the next round (level-based),
         as it does under kopf with its retries."""
         events: list = []
-        for _ in range(rounds):
+        for i in range(rounds):
             out, _ = self.reconcile()
             events += out.events
             if done():
                 return events
+            if pause and i < rounds - 1:
+                time.sleep(pause)
         raise AssertionError(f"not converged after {rounds} reconciles: "
-                             f"{ {k: (v['status'], v['reason']) for k, v in self.conditions().items()} }")
+                             f"{ {k: (v['status'], v['reason'], v['message'][:200]) for k, v in self.conditions().items()} }")
+
+    def converge(self, timeout: float = 120, until: Any = None) -> dict[str, dict]:
+        """Reconcile, letting the real controllers and kwok act in between, until Ready (or ``until()``)."""
+        done = until or (lambda: self.conditions().get("Ready", {}).get("status") == "True")
+        deadline = time.monotonic() + timeout
+        while True:
+            self.reconcile()
+            if done():
+                return self.conditions()
+            if time.monotonic() > deadline:
+                raise AssertionError("not converged in time: " + repr(
+                    {k: (v["status"], v["reason"], v["message"][:300]) for k, v in self.conditions().items()
+                     if v["status"] != "True"}))
+            time.sleep(1)
 
     def conn(self) -> Any:
         """The operator's own (cached) connection for this deployment."""
@@ -144,24 +158,54 @@ class Env:
     def ids(self) -> dict:
         return (self.cr().get("status") or {}).get("openstack") or {}
 
+    def children(self) -> dict[tuple[str, str], dict]:
+        """Every object the operator made for this deployment, by (kind, name)."""
+        out = {}
+        for ref in ("configmaps", "secrets", "deployments", "daemonsets", "statefulsets", "jobs", "services",
+                    "serviceaccounts", "poddisruptionbudgets"):
+            for o in self.kube_api.objects(ref, self.ns, labels="app.kubernetes.io/managed-by=octavia-operator"):
+                out[(o["kind"], o["metadata"]["name"])] = o
+        return out
+
+
+def clouds_yaml_for(os_cloud_config: dict) -> bytes:
+    """The loopback cloud's admin entry, as the cloud `admin-cloud` (what the credentials Secret holds)."""
+    doc = yaml.safe_load(open(os_cloud_config["clouds_yaml"]).read())
+    return yaml.safe_dump({"clouds": {"admin-cloud": doc["clouds"][os_cloud_config["cloud"]]}}).encode()
+
+
+def credentials_secret(ns: str, clouds_yaml: bytes) -> dict:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "openstack-admin", "namespace": ns},
+            "type": "Opaque", "data": {"clouds.yaml": base64.b64encode(clouds_yaml).decode()}}
+
+
+def volumes_for(cluster: Any, ns: str, name: str = "octavia") -> list[str]:
+    """One PersistentVolume for each embedded server's claim (no provisioner in the test cluster)."""
+    made = []
+    for server in ("mariadb", "rabbitmq"):
+        pv = f"{ns}-{server}"[:63]
+        cluster.add_pv(pv, "10Gi", claim=(ns, f"data-{name}-{server}-0"))
+        made.append(pv)
+    return made
+
 
 @pytest.fixture
-def env(kube_api, kube_namespace, os_cloud, os_cloud_config, fake_agent_hosts, image_url):
+def env(kube_cluster, kube_namespace, kube_nodes, operator_sa, os_cloud, os_cloud_config, fake_agent_hosts,
+        image_url):
     assert {"node-0", "node-1", "node-2"} <= set(fake_agent_hosts)
     sfx = uuid.uuid4().hex[:8]
     ns = kube_namespace
-    kube_api.create_crd(CRD)
-    doc = yaml.safe_load(open(os_cloud_config["clouds_yaml"]).read())
-    clouds_yaml = yaml.safe_dump({"clouds": {"admin-cloud": doc["clouds"][os_cloud_config["cloud"]]}}).encode()
-    kube_api.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "openstack-admin", "namespace": ns},
-                     "data": {"clouds.yaml": base64.b64encode(clouds_yaml).decode()}})
+    api = kube_cluster.api
+    clouds_yaml = clouds_yaml_for(os_cloud_config)
+    api.create(credentials_secret(ns, clouds_yaml))
     for n_ in ("node-0", "node-1"):
-        kube_api.create(node(n_))
-    kube_api.create(node("worker-0", control_plane=False))
+        kube_nodes.add(n_)
+    kube_nodes.add("worker-0", control_plane=False)
+    pvs = volumes_for(kube_cluster, ns)
     cidr = random_cidr()
-    kube_api.create({"apiVersion": API, "kind": "OctaviaDeployment", "metadata": {"name": "octavia", "namespace": ns},
-                     "spec": spec_for(sfx, image_url, cidr)})
-    e = Env(kube_api, Kube(kube_api.api_client()), ns, "octavia", sfx, os_cloud, clouds_yaml)
+    api.create({"apiVersion": API, "kind": "OctaviaDeployment", "metadata": {"name": "octavia", "namespace": ns},
+                "spec": spec_for(sfx, image_url, cidr)})
+    e = Env(kube_cluster, api, operator_sa.kube, kube_nodes, ns, "octavia", sfx, os_cloud, clouds_yaml)
     yield e
     # leave nothing behind: the operator's own teardown, then whatever the test made by hand
     try:
@@ -176,5 +220,5 @@ def env(kube_api, kube_namespace, os_cloud, os_cloud_config, fake_agent_hosts, i
                 fn()
             except Exception:  # noqa: BLE001
                 pass
-
-
+        for pv in pvs:
+            kube_cluster.admin.delete("v1", "PersistentVolume", pv)

@@ -1,5 +1,6 @@
 """Issue 3 end to end: the operator's reconcile provisions every OpenStack resource of the manual
-install in the real loopback cloud, through the real Kubernetes layer against the emulated API.
+install in the real loopback cloud, through the real Kubernetes layer against a real API server
+(tests/kube: kwok nodes), as the chart's ServiceAccount.
 
 Everything is checked with plain openstacksdk calls, not with the operator's own code.
 """
@@ -9,7 +10,7 @@ import base64
 
 import pytest
 
-from octd_helpers import env, image_url, node  # noqa: F401 - fixtures
+from octd_helpers import env, image_url  # noqa: F401 - fixtures
 from oscount import WriteCounter
 from octavia_operator import handlers
 from octavia_operator import reconcile as r
@@ -20,14 +21,11 @@ pytestmark = [pytest.mark.openstack, pytest.mark.kube]
 
 
 def test_creates_every_resource_then_a_second_reconcile_writes_nothing(env):
-    env.reconcile_until(lambda: env.conditions()["HealthManagerPortsReady"]["status"] == "True")
+    conds = env.converge()
     ctx = env.context()
-    conds = env.conditions()
     for t in ("SpecValid", "CloudReachable", "IdentityReady", "AmphoraImageReady", "AmphoraFlavorReady",
-              "SSHKeypairReady", "ManagementNetworkReady", "HealthManagerPortsReady", "QuotasReady"):
+              "SSHKeypairReady", "ManagementNetworkReady", "HealthManagerPortsReady", "QuotasReady", "Ready"):
         assert conds[t]["status"] == "True", (t, conds[t])
-    # the workloads cannot become ready here (no kubelet behind the emulated API): Ready stays False
-    assert conds["Ready"]["status"] == "False"
     ids = env.ids()
     os_ = env.os
     sfx = env.sfx
@@ -124,7 +122,7 @@ def test_nodes_joining_and_leaving_get_and_lose_ports(env):
     env.reconcile_until(lambda: env.conditions()["HealthManagerPortsReady"]["status"] == "True")
     os_ = env.os
     before = env.cr()["status"]["healthManagerPorts"]
-    env.kube_api.create(node("node-2"))
+    env.nodes.add("node-2")
     env.kube_api.patch("nodes", "node-0", {"metadata": {"labels": {"node-role.kubernetes.io/control-plane": None}}})
     env.reconcile_until(lambda: sorted(env.cr()["status"]["healthManagerPorts"]) == ["node-1", "node-2"])
     after = env.cr()["status"]["healthManagerPorts"]
@@ -135,7 +133,7 @@ def test_nodes_joining_and_leaving_get_and_lose_ports(env):
 
 
 def test_a_node_without_an_l2_agent_is_reported_by_name(env):
-    env.kube_api.create(node("no-agent-here"))
+    env.nodes.add("no-agent-here")
     env.reconcile_until(lambda: env.conditions()["HealthManagerPortsReady"]["reason"] == "PortBindingFailed")
     cond = env.conditions()["HealthManagerPortsReady"]
     assert cond["status"] == "False" and cond["reason"] == "PortBindingFailed"
@@ -144,10 +142,7 @@ def test_a_node_without_an_l2_agent_is_reported_by_name(env):
 
 
 def test_the_host_id_annotation_overrides_the_node_name(env):
-    env.kube_api.create({**node("k8s-name-differs"),
-                         "metadata": {"name": "k8s-name-differs",
-                                      "labels": {"node-role.kubernetes.io/control-plane": ""},
-                                      "annotations": {"octavia-operator.dev/neutron-host": "node-2"}}})
+    env.nodes.add("k8s-name-differs", annotations={"octavia-operator.dev/neutron-host": "node-2"})
     env.reconcile_until(lambda: "k8s-name-differs" in (env.cr()["status"].get("healthManagerPorts") or {}))
     hm = env.cr()["status"]["healthManagerPorts"]["k8s-name-differs"]
     assert hm["hostId"] == "node-2" and hm["vifType"] == "ovs"

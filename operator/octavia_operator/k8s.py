@@ -1,15 +1,25 @@
 """The one Kubernetes I/O layer of the operator.
 
-A thin, generic client over ``kubernetes.client.ApiClient`` for plain dict objects:
-get / list / create / merge-patch / delete by apiVersion and kind, plus ``apply``,
-which writes only when the live object differs from the desired one (level-based,
-no write on a converged system). Everything else in the operator builds dicts.
+A thin, generic client over ``kubernetes.client.ApiClient`` for plain dict objects: get / list /
+create / merge-patch / delete by apiVersion and kind, plus ``apply``: server-side apply under the
+operator's field manager, sent only when the live object differs from the desired one (level-based:
+no write on a converged system).
+
+How "differs" is decided without a write: every applied object carries, in the annotation
+``octavia-operator.dev/applied``, a digest of what was applied. The object is applied again when
+that digest changes (the desired object changed: server-side apply then also removes the fields
+the operator no longer sets, such as a nodeSelector entry or a resource limit) or when a field the
+operator sets has another value in the live object (someone edited or removed it). Fields that
+other controllers or people own and the operator does not set are left alone, and values the API
+server canonicalises (a quantity ``0.5`` is stored as ``500m``) compare equal.
 """
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
+from decimal import Decimal, InvalidOperation
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -25,6 +35,7 @@ RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("v1", "Service"): ("services", True),
     ("v1", "ServiceAccount"): ("serviceaccounts", True),
     ("v1", "PersistentVolumeClaim"): ("persistentvolumeclaims", True),
+    ("v1", "PersistentVolume"): ("persistentvolumes", False),
     ("v1", "Pod"): ("pods", True),
     ("v1", "Event"): ("events", True),
     ("v1", "Node"): ("nodes", False),
@@ -38,6 +49,11 @@ RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
 }
 
 MERGE_PATCH = "application/merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+FIELD_MANAGER = "octavia-operator"
+APPLIED_ANNOTATION = "octavia-operator.dev/applied"
+# map keys whose values are Kubernetes quantities (compared by value: "0.5" == "500m", "1Gi" == "1024Mi")
+QUANTITY_PARENTS = frozenset({"requests", "limits", "capacity"})
 
 
 class NotFound(Exception):
@@ -62,25 +78,46 @@ def _path(api_version: str, kind: str, namespace: str | None, name: str | None =
     return base + (f"/{name}" if name else "")
 
 
-def is_subset(desired: Any, live: Any) -> bool:
+def _quantity(value: str) -> Decimal | None:
+    try:
+        from kubernetes.utils.quantity import parse_quantity
+        return parse_quantity(value)
+    except (ValueError, InvalidOperation, TypeError):
+        return None
+
+
+def is_subset(desired: Any, live: Any, _parent: str = "") -> bool:
     """True when every field of ``desired`` has the same value in ``live``.
 
     Fields the server adds (defaults, status, bookkeeping) are ignored; lists must have
     the same length and match element-wise, so a removed container or port is noticed.
+    Quantities (under ``requests``/``limits``) compare by value, as the server canonicalises them.
     """
     if isinstance(desired, dict):
         if not isinstance(live, dict):
             return False
-        return all(is_subset(v, live.get(k)) for k, v in desired.items())
+        return all(is_subset(v, live.get(k), k) for k, v in desired.items())
     if isinstance(desired, list):
         if not isinstance(live, list) or len(desired) != len(live):
             return False
-        return all(is_subset(d, lv) for d, lv in zip(desired, live))
+        return all(is_subset(d, lv, _parent) for d, lv in zip(desired, live))
     if desired is None:
         return live is None
     if isinstance(desired, (int, float)) and isinstance(live, (int, float)) and not isinstance(desired, bool):
         return desired == live
-    return desired == live or (isinstance(live, str) and str(desired) == live and not isinstance(desired, bool))
+    if desired == live:
+        return True
+    if _parent in QUANTITY_PARENTS and live is not None and not isinstance(desired, bool):
+        a, b = _quantity(str(desired)), _quantity(str(live))
+        return a is not None and a == b
+    return isinstance(live, str) and str(desired) == live and not isinstance(desired, bool)
+
+
+def applied_digest(desired: dict[str, Any]) -> str:
+    """What ``apply`` records in the applied annotation: a digest of the object as applied."""
+    body = json.loads(json.dumps(desired))
+    (body.get("metadata", {}).get("annotations") or {}).pop(APPLIED_ANNOTATION, None)
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:20]
 
 
 def _normalise_secret(obj: dict[str, Any]) -> dict[str, Any]:
@@ -113,6 +150,8 @@ class Kube:
     # -- raw verbs -------------------------------------------------------------------
     def _call(self, method: str, path: str, body: Any = None, query: Iterable[tuple[str, str]] = (),
               content_type: str = "application/json") -> Any:
+        if method in ("POST", "PATCH", "PUT"):
+            query = [*query, ("fieldManager", FIELD_MANAGER)]
         _method, url, headers, payload, _post = self.api.param_serialize(
             method=method, resource_path=path, query_params=list(query), body=body,
             header_params={"Content-Type": content_type, "Accept": "application/json"},
@@ -135,9 +174,19 @@ class Kube:
             return None
 
     def list(self, api_version: str, kind: str, namespace: str | None = None,
-             label_selector: str | None = None) -> list[dict[str, Any]]:
-        q = [("labelSelector", label_selector)] if label_selector else []
-        return list((self._call("GET", _path(api_version, kind, namespace), query=q) or {}).get("items") or [])
+             label_selector: str | None = None, field_selector: str | None = None,
+             page_size: int = 500) -> list[dict[str, Any]]:
+        """Every object (paginated: ``limit`` and ``continue``, so a large cluster is read in pages)."""
+        base = [(k, v) for k, v in (("labelSelector", label_selector), ("fieldSelector", field_selector)) if v]
+        items: list[dict[str, Any]] = []
+        token = None
+        while True:
+            q = base + [("limit", str(page_size))] + ([("continue", token)] if token else [])
+            page = self._call("GET", _path(api_version, kind, namespace), query=q) or {}
+            items += page.get("items") or []
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         md = obj["metadata"]
@@ -193,21 +242,39 @@ class Kube:
         return {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
 
     # -- level-based apply -------------------------------------------------------------
-    def apply(self, desired: dict[str, Any], *, immutable: bool = False) -> tuple[str, dict[str, Any]]:
-        """Create the object, or merge-patch it when it differs; return (action, live object).
+    def server_side_apply(self, desired: dict[str, Any]) -> dict[str, Any]:
+        """One server-side apply of ``desired`` under the operator's field manager (forced: the
+        operator's fields are the operator's; fields it does not set are left to their owners)."""
+        md = desired["metadata"]
+        self.writes.add("apply", desired["kind"], md["name"])
+        path = _path(desired["apiVersion"], desired["kind"], md.get("namespace"), md["name"])
+        return self._call("PATCH", path, body=desired, query=[("force", "true")], content_type=APPLY_PATCH)
 
-        ``immutable`` objects (Jobs) are never patched: a differing one is reported as
-        ``"differs"`` and the caller decides (e.g. a Job is replaced under a new name).
+    def apply(self, desired: dict[str, Any], *, immutable: bool = False,
+              live: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        """Server-side apply the object when it is missing or differs; return (action, live object):
+        ``created``, ``patched`` or ``unchanged``.
+
+        ``immutable`` objects (Jobs) are applied only when missing: one that differs is reported as
+        ``"differs"`` and the caller decides (e.g. a Job is replaced under a new name). ``live``
+        saves the read when the caller has just read the object.
         """
         md = desired["metadata"]
-        live = self.get(desired["apiVersion"], desired["kind"], md["name"], md.get("namespace"))
         if live is None:
-            return "created", self.create(desired)
-        want = _normalise_secret(desired)
-        if is_subset({k: v for k, v in want.items() if k != "status"}, live):
-            return "unchanged", live
-        if immutable:
-            return "differs", live
-        patch = {k: v for k, v in want.items() if k not in ("apiVersion", "kind", "status")}
-        return "patched", self.merge_patch(desired["apiVersion"], desired["kind"], md["name"],
-                                           md.get("namespace"), patch)
+            live = self.get(desired["apiVersion"], desired["kind"], md["name"], md.get("namespace"))
+        digest = applied_digest(desired)
+        body = json.loads(json.dumps(desired))
+        body.pop("status", None)
+        body["metadata"].setdefault("annotations", {})[APPLIED_ANNOTATION] = digest
+        if live is not None:
+            want = _normalise_secret(body)
+            if is_subset({k: v for k, v in want.items() if k != "metadata"}, live) and \
+                    is_subset(want["metadata"], live.get("metadata")):
+                return "unchanged", live
+            if immutable:
+                return "differs", live
+        out = self.server_side_apply(body)
+        if live is None:
+            return "created", out
+        changed = (out.get("metadata") or {}).get("resourceVersion") != live["metadata"].get("resourceVersion")
+        return ("patched" if changed else "unchanged"), out

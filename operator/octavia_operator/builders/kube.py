@@ -288,21 +288,35 @@ def internal_api_url(name: str, namespace: str, port: int) -> str:
 # db-sync
 # ---------------------------------------------------------------------------------------
 
-def db_sync_job(inp: Inputs, img: Images, bin_dir: str) -> dict[str, Any]:
-    """Runs ``octavia-db-manage upgrade head``; named after the image so a new release re-runs it."""
+DB_SYNC_ATTEMPT_ANNOTATION = f"{n.GROUP}/attempt"
+
+
+def db_sync_identity(img: Images, database_url: str) -> str:
+    """What a db-sync run is for: the image (the schema version it migrates to) and the database.
+    A new image or another database gets a new Job; nothing else re-runs the migration."""
+    return digest(img.db_sync, database_url)
+
+
+def db_sync_job(inp: Inputs, img: Images, bin_dir: str, attempt: int = 1) -> dict[str, Any]:
+    """Runs ``octavia-db-manage upgrade head`` once per image and database (see ``db_sync_identity``).
+
+    The Job retries a failing pod twice (10 s, 20 s); after that the operator replaces the failed Job
+    with growing delays, so a cause fixed outside the operator (a grant, a reachable database) is
+    picked up without anyone deleting Jobs. Failed pods are kept (restartPolicy Never) for their logs.
+    """
     names = n.Names(inp.name)
     volumes, mounts = _octavia_volumes(inp)
-    job_digest = digest(img.db_sync)
+    job_digest = db_sync_identity(img, inp.secrets.database_url)
     return {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": _meta(inp, names.db_sync_job(job_digest), "db-sync",
-                          annotations={f"{n.CONFIG_HASH_ANNOTATION}": job_digest[:16]}),
+                          annotations={DB_SYNC_ATTEMPT_ANNOTATION: str(attempt)}),
         "spec": {
-            "backoffLimit": 6,
+            "backoffLimit": 2,
             "template": {
                 "metadata": {"labels": n.labels(inp.name, "db-sync", inp.spec.release)},
                 "spec": {
-                    "restartPolicy": "OnFailure",
+                    "restartPolicy": "Never",
                     "serviceAccountName": names.service_account,
                     "automountServiceAccountToken": False,
                     "securityContext": POD_SECURITY,

@@ -136,20 +136,78 @@ def _statefulset_ready(ctx: Context, name: str) -> bool:
     return int((sts.get("status") or {}).get("readyReplicas") or 0) >= 1
 
 
+def _claim(obj: dict[str, Any]) -> tuple[str, str | None]:
+    """(storage size, storage class) of a StatefulSet's first volume claim template."""
+    spec = ((obj.get("spec") or {}).get("volumeClaimTemplates") or [{}])[0].get("spec") or {}
+    return str(((spec.get("resources") or {}).get("requests") or {}).get("storage")), spec.get("storageClassName")
+
+
+def _keep_live_claim(ctx: Context, objs: list[dict[str, Any]], what: str) -> str:
+    """A StatefulSet's volumeClaimTemplates are immutable: when the spec asks for another size or class
+    than the live StatefulSet has, keep the live one (an apply would be refused with 422 forever) and
+    say so. Returns the message ('' when nothing was kept)."""
+    from ..k8s import is_subset
+    for obj in objs:
+        if obj["kind"] != "StatefulSet":
+            continue
+        live = ctx.kube.get("apps/v1", "StatefulSet", obj["metadata"]["name"], ctx.namespace)
+        if live is None:
+            return ""
+        want, have = _claim(obj), _claim(live)
+        same_size = is_subset({"requests": {"storage": want[0]}}, {"requests": {"storage": have[0]}})
+        if same_size and want[1] == have[1]:
+            return ""
+        claim = obj["spec"]["volumeClaimTemplates"][0]["spec"]
+        claim["resources"]["requests"]["storage"] = have[0]
+        if have[1] is None:
+            claim.pop("storageClassName", None)
+        else:
+            claim["storageClassName"] = have[1]
+        msg = (f"the embedded {what} keeps its volume ({have[0]}, storage class {have[1] or 'default'}): a "
+               f"StatefulSet's volume claim cannot change to {want[0]}, class {want[1] or 'default'}; revert the "
+               "storage settings, or move the data to a new deployment")
+        ctx.event("Warning", "StorageChangeIgnored", msg)
+        return msg
+    return ""
+
+
+def _unbound_claim(ctx: Context, server: str, what: str) -> str | None:
+    """Why the embedded server's PersistentVolumeClaim is not bound (None when it is, or is not there)."""
+    claim = f"data-{server}-0"
+    pvc = ctx.kube.get("v1", "PersistentVolumeClaim", claim, ctx.namespace)
+    if pvc is None or (pvc.get("status") or {}).get("phase") != "Pending":
+        return None
+    events = ctx.kube.list("v1", "Event", ctx.namespace,
+                           field_selector=f"involvedObject.kind=PersistentVolumeClaim,involvedObject.name={claim}")
+    events.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    reason = events[-1].get("message", "") if events else "no volume has been provisioned or bound yet"
+    cls = (pvc.get("spec") or {}).get("storageClassName")
+    field = f"spec.{'database' if what == 'MariaDB' else 'messaging'}.embedded.storageClassName"
+    return (f"PersistentVolumeClaim {claim} is Pending (storage class {cls or 'none: the cluster default'}): "
+            f"{reason}. Set {field} to a StorageClass that provisions volumes, or create a PersistentVolume "
+            "that the claim can bind")
+
+
 def _embedded(ctx: Context, what: str, server: str, secret: str, component: str, url_key: str,
-              generators: dict[str, Any], url: Any, build: Any) -> str:
+              generators: dict[str, Any], url: Any, build: Any) -> tuple[str, str]:
     """A single-replica server of ours: generated credentials, the client URL in the Secret,
-    the StatefulSet and its Service; raises (retried) until the StatefulSet is ready."""
+    the StatefulSet and its Service; raises (retried) until the StatefulSet is ready.
+    Returns the URL and a note ('' or why the storage settings were not applied)."""
     from ..releases import images
     spec = ctx.spec
     assert spec is not None
     data = secrets.ensure_generated(ctx, secret, component, generators)
     value = url(quote(data["password"].decode(), safe=""), f"{server}.{ctx.namespace}.svc")
     secrets.ensure_values(ctx, secret, component, {url_key: value.encode()})
-    _apply_all(ctx, build(kb.Inputs(ctx.name, ctx.namespace, ctx.uid, spec), images(spec.release, spec.images)))
+    objs = build(kb.Inputs(ctx.name, ctx.namespace, ctx.uid, spec), images(spec.release, spec.images))
+    note = _keep_live_claim(ctx, objs, what)
+    _apply_all(ctx, objs)
     if not _statefulset_ready(ctx, server):
+        unbound = _unbound_claim(ctx, server, what)
+        if unbound:
+            raise StepError("VolumeNotBound", unbound, retry=True)
         raise StepError("Starting", f"waiting for the embedded {what} StatefulSet {server} to be ready", retry=True)
-    return value
+    return value, note
 
 
 def step_database(ctx: Context) -> Result:
@@ -176,10 +234,12 @@ def step_database(ctx: Context) -> Result:
         if res.changes:
             ctx.event("Normal", "Database", "; ".join(res.changes))
         return Result.ok("Managed", f"database {m.databaseName} and user {m.userName} on {m.host}:{m.port}")
-    ctx.out["database_url"] = _embedded(
+    ctx.out["database_url"], note = _embedded(
         ctx, "MariaDB", names.mariadb, names.database_secret, "database", "connection",
         {"password": secrets.random_password, "root-password": secrets.random_password},
         lambda pw, host: f"mysql+pymysql://octavia:{pw}@{host}:3306/octavia?charset=utf8mb4", kb.embedded_mariadb)
+    if note:
+        return Result(c.TRUE, "StorageChangeIgnored", note)
     return Result.ok("Embedded", f"embedded MariaDB {names.mariadb} is ready")
 
 
@@ -211,10 +271,12 @@ def step_messaging(ctx: Context) -> Result:
         if res.changes:
             ctx.event("Normal", "Messaging", "; ".join(res.changes))
         return Result.ok("Managed", f"vhost {m.vhost} and user {m.userName} on {m.host}:{m.port}")
-    ctx.out["transport_url"] = _embedded(
+    ctx.out["transport_url"], note = _embedded(
         ctx, "RabbitMQ", names.rabbitmq, names.messaging_secret, "messaging", "transport_url",
         {"password": secrets.random_password, "erlang-cookie": lambda: secrets.random_password(48)},
         lambda pw, host: f"rabbit://octavia:{pw}@{host}:5672/", kb.embedded_rabbitmq)
+    if note:
+        return Result(c.TRUE, "StorageChangeIgnored", note)
     return Result.ok("Embedded", f"embedded RabbitMQ {names.rabbitmq} is ready")
 
 
@@ -276,33 +338,85 @@ def _job_log_tail(ctx: Context, job_name: str, lines: int = 20) -> str:
     pods = ctx.kube.list("v1", "Pod", ctx.namespace, label_selector=f"job-name={job_name}")
     if not pods:
         return "(no pod)"
-    pod = sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""))[-1]["metadata"]["name"]
+    pod = sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""))[-1]
+    name = pod["metadata"]["name"]
     try:
-        text = ctx.kube.pod_log(ctx.namespace, pod, lines)
+        text = ctx.kube.pod_log(ctx.namespace, name, lines).strip()
     except Exception as exc:  # noqa: BLE001 - the log is a nicety; the condition is the point
-        return f"(log of {pod} unavailable: {type(exc).__name__})"
-    return text.strip()[-2000:]
+        text = f"(log of {name} unavailable: {type(exc).__name__})"
+    # what the kubelet recorded of the container's end (exit code, reason), also without a log
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        term = (cs.get("state") or {}).get("terminated") or {}
+        if term:
+            text += f" [exit code {term.get('exitCode')}: {term.get('reason', '')} {term.get('message', '')}".rstrip() \
+                + "]"
+    return text[-2000:]
+
+
+def job_retry_delay(attempt: int) -> float:
+    """Delay before a failed db-sync Job is replaced: base * 2^(attempt-1), capped at 30 minutes."""
+    import os
+    base = float(os.environ.get("OCTAVIA_OPERATOR_JOB_RETRY_DELAY", "60"))
+    return min(base * 2 ** max(attempt - 1, 0), 1800.0)
+
+
+def _parse_time(value: str | None) -> Any:
+    import datetime as dt
+    if not value:
+        return None
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def step_dbsync(ctx: Context) -> Result:
+    import datetime as dt
     spec = ctx.spec
     assert spec is not None
     from ..releases import RELEASES, images
     inp = inputs(ctx)
-    job = kb.db_sync_job(inp, images(spec.release, spec.images), RELEASES[spec.release].bin_dir)
+    img = images(spec.release, spec.images)
+    bin_dir = RELEASES[spec.release].bin_dir
+    job = kb.db_sync_job(inp, img, bin_dir)
     name = job["metadata"]["name"]
-    action, live = ctx.kube.apply(job, immutable=True)
-    if action == "created":
+    live = ctx.kube.get("batch/v1", "Job", name, ctx.namespace)
+    if live is None:
+        ctx.kube.apply(job, live=None)
         ctx.event("Normal", "DatabaseSync", f"started {name} (octavia-db-manage upgrade head)")
+        raise StepError("Running", f"{name} is running octavia-db-manage upgrade head", retry=True)
+    attempt = int((live["metadata"].get("annotations") or {}).get(kb.DB_SYNC_ATTEMPT_ANNOTATION) or 1)
     st = live.get("status") or {}
     if int(st.get("succeeded") or 0) >= 1:
-        ctx.out["dbsync_done"] = True
+        _delete_other_db_sync_jobs(ctx, keep=name)
         return Result.ok("Synced", f"{name} completed: the schema is at head for {spec.release}")
-    failed = [cnd for cnd in st.get("conditions") or [] if cnd.get("type") == "Failed" and cnd.get("status") == "True"]
-    if failed:
-        raise StepError("DatabaseSyncFailed", f"{name} failed ({failed[0].get('reason', '')}); log tail: "
-                        f"{_job_log_tail(ctx, name)}")
-    raise StepError("Running", f"{name} is running octavia-db-manage upgrade head", retry=True)
+    failed = next((x for x in st.get("conditions") or [] if x.get("type") == "Failed" and x.get("status") == "True"),
+                  None)
+    if failed is None:
+        if attempt > 1:
+            raise StepError("Running", f"{name} is running octavia-db-manage upgrade head (attempt {attempt})",
+                            retry=True)
+        raise StepError("Running", f"{name} is running octavia-db-manage upgrade head", retry=True)
+    tail = _job_log_tail(ctx, name)
+    failed_at = _parse_time(failed.get("lastTransitionTime")) or ctx.now
+    retry_at = failed_at + dt.timedelta(seconds=job_retry_delay(attempt))
+    if ctx.now >= retry_at:
+        # replaced under the same name: the Job is immutable, and a new name would leave the old one
+        ctx.kube.delete("batch/v1", "Job", name, ctx.namespace)
+        ctx.kube.apply(kb.db_sync_job(inp, img, bin_dir, attempt + 1), live=None)
+        ctx.event("Warning", "DatabaseSyncRetried", f"{name} failed ({failed.get('reason', '')}); started "
+                                                    f"attempt {attempt + 1}")
+        raise StepError("Running", f"{name} is running octavia-db-manage upgrade head (attempt {attempt + 1}; "
+                        f"attempt {attempt} failed: {tail})", retry=True)
+    raise StepError("DatabaseSyncFailed", f"{name} failed ({failed.get('reason', '')}, attempt {attempt}); retried at "
+                    f"{retry_at.strftime('%Y-%m-%dT%H:%M:%SZ')}; log tail: {tail}", retry=True)
+
+
+def _delete_other_db_sync_jobs(ctx: Context, keep: str) -> None:
+    """Once a migration succeeded, earlier db-sync Jobs (other images, other databases, failures) go."""
+    sel = ",".join(f"{k}={v}" for k, v in n.selector(ctx.name, "db-sync").items())
+    for job in ctx.kube.list("batch/v1", "Job", ctx.namespace, label_selector=sel):
+        jname = job["metadata"]["name"]
+        if jname != keep:
+            ctx.kube.delete("batch/v1", "Job", jname, ctx.namespace)
+            ctx.event("Normal", "DatabaseSync", f"removed the earlier db-sync Job {jname}")
 
 
 # ----------------------------------------------------------------------------------------
