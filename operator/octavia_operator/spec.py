@@ -224,20 +224,12 @@ class ManagedDatabase(_Model):
 
 
 class EmbeddedStore(_Model):
-    # A StatefulSet's volumeClaimTemplates cannot change: refuse the change up front (transition
-    # rules run on updates only; the operator also keeps the live claim template if one slips by).
-    model_config = ConfigDict(json_schema_extra=cel(
-        ("self.storageSize == oldSelf.storageSize",
-         "storageSize cannot change once the volume exists (a StatefulSet's volumeClaimTemplates are immutable)",
-         ".storageSize"),
-        ("has(self.storageClassName) == has(oldSelf.storageClassName) && "
-         "(!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)",
-         "storageClassName cannot change once the volume exists (a StatefulSet's volumeClaimTemplates are "
-         "immutable)", ".storageClassName"),
-    ))
-    storageSize: str = F("2Gi", "Size of the PersistentVolumeClaim.", pattern=QUANTITY_RE)
-    storageClassName: str | None = F(None, "StorageClass of the PersistentVolumeClaim (default: the cluster default).",
-                                     max_length=253)
+    storageSize: str = F("2Gi", "Size of the PersistentVolumeClaim (applied like storageClassName).",
+                         pattern=QUANTITY_RE)
+    storageClassName: str | None = F(
+        None, "StorageClass of the PersistentVolumeClaim (default: the cluster default). A change is applied while "
+        "the claim is not bound yet (the server is re-created, nothing is lost); once it is bound, the volume stays "
+        "and the condition says so.", max_length=253)
     resources: ResourceRequirements | None = F(None, "Compute resources of the server container.")
 
 

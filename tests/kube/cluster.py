@@ -402,6 +402,9 @@ class KubeCluster:
             "--api-audiences=https://kubernetes.default.svc",
             f"--service-cluster-ip-range={SERVICE_CIDR}", "--authorization-mode=Node,RBAC",
             "--endpoint-reconciler-type=none", "--profiling=false",
+            # as on OpenShift and hardened clusters: an owner reference with blockOwnerDeletion needs
+            # the right to update the owner's finalizers
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
             f"--audit-policy-file={self.workdir / 'audit-policy.yaml'}", f"--audit-log-path={self.audit_log}",
             "--audit-log-format=json", "--audit-log-mode=blocking",
         ]

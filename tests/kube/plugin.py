@@ -266,40 +266,60 @@ class OperatorProcess:
 
 
 def start_operator(identity: ServiceAccountIdentity, log: Path, *, namespace: str | None = None,
-                   args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> OperatorProcess:
-    """``octavia-operator run --standalone --namespace NS --verbose``, as the chart runs it."""
+                   args: tuple[str, ...] = (), env: dict[str, str] | None = None,
+                   argv: list[str] | None = None) -> OperatorProcess:
+    """``octavia-operator run --verbose --standalone --namespace NS`` (or exactly ``argv``, the arguments
+    after the program name, e.g. those of the chart's Deployment), with ``identity``'s kubeconfig."""
     exe = Path(sys.executable).parent / "octavia-operator"
-    cmd = [str(exe), "run", "--verbose", *(["--namespace", namespace] if namespace else ["--all-namespaces"]),
-           *(args or ("--standalone",))]
+    if argv is None:
+        argv = ["run", "--verbose", *(["--namespace", namespace] if namespace else ["--all-namespaces"]),
+                *(args or ("--standalone",))]
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBERNETES_", "OS_"))}
     full_env.update({"KUBECONFIG": str(identity.kubeconfig), "PYTHONUNBUFFERED": "1", **FAST, **(env or {})})
     fh = open(log, "ab")
     started = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
-    popen = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=full_env,
-                             cwd=log.parent, start_new_session=True)
+    popen = subprocess.Popen([str(exe), *argv], stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             env=full_env, cwd=log.parent, start_new_session=True)
     fh.close()
     return OperatorProcess(popen, log, identity, started)
 
 
+def chart_args(deployment: dict[str, Any]) -> list[str]:
+    """The operator's arguments from the chart's Deployment, with the liveness endpoint moved to a free
+    127.0.0.1 port (the pod would listen on 0.0.0.0:8080; here the process shares the machine)."""
+    from kube.cluster import free_port
+    [container] = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "operator"]
+    assert container["command"] == ["octavia-operator"], container["command"]
+    out = []
+    for a in container["args"]:
+        if a.startswith("--liveness="):
+            a = f"--liveness=http://127.0.0.1:{free_port()}/healthz"
+        out.append(a)
+    return out
+
+
+@contextlib.contextmanager
+def operator_running(identity: ServiceAccountIdentity, log: Path, **kw: Any) -> Iterator[OperatorProcess]:
+    """The operator process for the duration of the block; afterwards, any request of it that the API
+    server refused (403) fails the test."""
+    op = start_operator(identity, log, **kw)
+    try:
+        yield op
+    finally:
+        op.stop()
+    assert_not_refused(op)
+
+
 @pytest.fixture
-def run_operator(operator_sa: ServiceAccountIdentity, tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    procs: list[OperatorProcess] = []
+def run_operator(operator_sa: ServiceAccountIdentity, tmp_path: Path) -> Callable[..., Any]:
+    """``with run_operator(namespace, env=..., args=..., argv=...) as op:`` (see :func:`start_operator`)."""
+    count = iter(range(1000))
 
-    @contextlib.contextmanager
-    def run(namespace: str | None, *, env: dict[str, str] | None = None, args: tuple[str, ...] = (),
-            identity: ServiceAccountIdentity | None = None) -> Iterator[OperatorProcess]:
-        op = start_operator(identity or operator_sa, tmp_path / f"operator-{len(procs)}.log", namespace=namespace,
-                            args=args, env=env)
-        procs.append(op)
-        try:
-            yield op
-        finally:
-            op.stop()
-        assert_not_refused(op)
-
-    yield run
-    for op in procs:
-        op.stop(signal.SIGKILL)
+    def run(namespace: str | None = None, *, identity: ServiceAccountIdentity | None = None,
+            **kw: Any) -> contextlib.AbstractContextManager[OperatorProcess]:
+        return operator_running(identity or operator_sa, tmp_path / f"operator-{next(count)}.log",
+                                namespace=namespace, **kw)
+    return run
 
 
 def assert_not_refused(op: OperatorProcess) -> None:

@@ -142,33 +142,40 @@ def _claim(obj: dict[str, Any]) -> tuple[str, str | None]:
     return str(((spec.get("resources") or {}).get("requests") or {}).get("storage")), spec.get("storageClassName")
 
 
-def _keep_live_claim(ctx: Context, objs: list[dict[str, Any]], what: str) -> str:
-    """A StatefulSet's volumeClaimTemplates are immutable: when the spec asks for another size or class
-    than the live StatefulSet has, keep the live one (an apply would be refused with 422 forever) and
-    say so. Returns the message ('' when nothing was kept)."""
+def _storage_change(ctx: Context, objs: list[dict[str, Any]], server: str, what: str) -> str:
+    """A StatefulSet's volumeClaimTemplates are immutable (an apply would be refused with 422 forever).
+    When the spec asks for another size or class than the live StatefulSet has:
+    - while its claim is not bound (no data was ever written), the StatefulSet and the pending claim
+      are deleted and created anew with the new settings (for example a storage class that provisions);
+    - once it is bound, the live claim template is kept and the returned message says so."""
     from ..k8s import is_subset
-    for obj in objs:
-        if obj["kind"] != "StatefulSet":
-            continue
-        live = ctx.kube.get("apps/v1", "StatefulSet", obj["metadata"]["name"], ctx.namespace)
-        if live is None:
-            return ""
-        want, have = _claim(obj), _claim(live)
-        same_size = is_subset({"requests": {"storage": want[0]}}, {"requests": {"storage": have[0]}})
-        if same_size and want[1] == have[1]:
-            return ""
-        claim = obj["spec"]["volumeClaimTemplates"][0]["spec"]
-        claim["resources"]["requests"]["storage"] = have[0]
-        if have[1] is None:
-            claim.pop("storageClassName", None)
-        else:
-            claim["storageClassName"] = have[1]
-        msg = (f"the embedded {what} keeps its volume ({have[0]}, storage class {have[1] or 'default'}): a "
-               f"StatefulSet's volume claim cannot change to {want[0]}, class {want[1] or 'default'}; revert the "
-               "storage settings, or move the data to a new deployment")
-        ctx.event("Warning", "StorageChangeIgnored", msg)
-        return msg
-    return ""
+    sts = next(o for o in objs if o["kind"] == "StatefulSet")
+    live = ctx.kube.get("apps/v1", "StatefulSet", sts["metadata"]["name"], ctx.namespace)
+    if live is None:
+        return ""
+    want, have = _claim(sts), _claim(live)
+    if is_subset({"requests": {"storage": want[0]}}, {"requests": {"storage": have[0]}}) and want[1] == have[1]:
+        return ""
+    claim = f"data-{server}-0"
+    pvc = ctx.kube.get("v1", "PersistentVolumeClaim", claim, ctx.namespace)
+    if pvc is None or (pvc.get("status") or {}).get("phase") == "Pending":
+        ctx.kube.delete("apps/v1", "StatefulSet", sts["metadata"]["name"], ctx.namespace)
+        if pvc is not None:
+            ctx.kube.delete("v1", "PersistentVolumeClaim", claim, ctx.namespace)
+        ctx.event("Normal", "StorageChanged", f"re-created the embedded {what} with {want[0]}, storage class "
+                                              f"{want[1] or 'default'} (its claim was never bound)")
+        return ""
+    tmpl = sts["spec"]["volumeClaimTemplates"][0]["spec"]
+    tmpl["resources"]["requests"]["storage"] = have[0]
+    if have[1] is None:
+        tmpl.pop("storageClassName", None)
+    else:
+        tmpl["storageClassName"] = have[1]
+    msg = (f"the embedded {what} keeps its bound volume ({have[0]}, storage class {have[1] or 'default'}): a "
+           f"StatefulSet's volume claim cannot change to {want[0]}, class {want[1] or 'default'}; revert the storage "
+           "settings, or move the data to a new deployment")
+    ctx.event("Warning", "StorageChangeIgnored", msg)
+    return msg
 
 
 def _unbound_claim(ctx: Context, server: str, what: str) -> str | None:
@@ -200,7 +207,7 @@ def _embedded(ctx: Context, what: str, server: str, secret: str, component: str,
     value = url(quote(data["password"].decode(), safe=""), f"{server}.{ctx.namespace}.svc")
     secrets.ensure_values(ctx, secret, component, {url_key: value.encode()})
     objs = build(kb.Inputs(ctx.name, ctx.namespace, ctx.uid, spec), images(spec.release, spec.images))
-    note = _keep_live_claim(ctx, objs, what)
+    note = _storage_change(ctx, objs, server, what)
     _apply_all(ctx, objs)
     if not _statefulset_ready(ctx, server):
         unbound = _unbound_claim(ctx, server, what)

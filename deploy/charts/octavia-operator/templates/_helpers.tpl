@@ -48,50 +48,55 @@ Rules for the namespaced resources the operator manages (a ClusterRole when watc
 namespaces, a Role in watchNamespace otherwise). docs/install.md explains each rule.
 */}}
 {{- define "octavia-operator.namespacedRules" -}}
-# The OctaviaDeployment resources: watch them, patch finalizers/annotations (kopf keeps its
-# handler progress in annotations) and write their status.
+# Exactly what the operator uses (tests/test_rbac.py compares these rules with the requests the
+# operator made against a real API server during the test suite; nothing unused is granted).
+# The OctaviaDeployment resources: watch them, read one, patch finalizers and kopf's annotations.
 - apiGroups: ["octavia-operator.dev"]
   resources: ["octaviadeployments"]
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["octavia-operator.dev"]
   resources: ["octaviadeployments/status"]
-  verbs: ["get", "patch"]
-# Owner references with blockOwnerDeletion on the children need update on the finalizers
-# subresource (OwnerReferencesPermissionEnforcement).
+  verbs: ["patch"]
+# Children carry an owner reference with blockOwnerDeletion: with the admission plugin
+# OwnerReferencesPermissionEnforcement (OpenShift, hardened clusters) that needs update on finalizers.
 - apiGroups: ["octavia-operator.dev"]
   resources: ["octaviadeployments/finalizers"]
   verbs: ["update"]
-# What it creates for each OctaviaDeployment (it creates, merge-patches and deletes; never
-# replaces: no "update"): configuration and credentials (ConfigMaps,
-# Secrets: octavia.conf, certificates, generated passwords; it also reads the user's
-# clouds.yaml Secret), Services, the components' ServiceAccounts, the embedded databases' PVCs.
+# Children, written by server-side apply (create + patch) and watched (a deleted or edited child is
+# restored): the configuration and credentials (ConfigMaps; Secrets, including the user's clouds.yaml
+# and CA Secrets, which are only read), the API's Service, the components' ServiceAccounts, the
+# Octavia Deployments, the host agent's DaemonSet and the API's PodDisruptionBudget. Never deleted.
 - apiGroups: [""]
-  resources: ["secrets", "configmaps", "services", "serviceaccounts", "persistentvolumeclaims"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# The Octavia components (Deployments), the embedded MariaDB/RabbitMQ (StatefulSets), the
-# host agent (DaemonSet).
+  resources: ["configmaps", "secrets", "services", "serviceaccounts"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["apps"]
-  resources: ["deployments", "statefulsets", "daemonsets"]
+  resources: ["deployments", "daemonsets"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+# The embedded MariaDB/RabbitMQ: deleted only to change the storage of a claim that never bound.
+- apiGroups: ["apps"]
+  resources: ["statefulsets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# The database migration Job (octavia-db-manage upgrade head).
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get", "delete"]
+# The db-sync Job: a failed one is replaced, earlier ones are removed once a migration succeeded.
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# The API's PodDisruptionBudget.
-- apiGroups: ["policy"]
-  resources: ["poddisruptionbudgets"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# Read-only: find the db-sync Job's pod and read the tail of its log for the status message.
+# Pods: the host agents' readiness, the db-sync pod and the tail of its log.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 - apiGroups: [""]
   resources: ["pods/log"]
   verbs: ["get"]
-# kopf posts Kubernetes Events about handler progress and errors on the resources.
+# Events: posted on the resources (kopf and the operator); read to say why a claim does not bind.
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["create", "list"]
 {{- if and .Values.peering.enabled .Values.watchNamespace }}
 # kopf peering (leader election) in the watched namespace.
 - apiGroups: ["kopf.dev"]
@@ -108,7 +113,7 @@ namespaces, a Role in watchNamespace otherwise). docs/install.md explains each r
 # so that the worker, health manager and housekeeping run only there.
 - apiGroups: [""]
   resources: ["nodes"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 # kopf (framework): notices when CRDs appear or disappear.
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]

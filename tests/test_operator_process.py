@@ -1,0 +1,224 @@
+"""The operator as users run it: ``octavia-operator run`` in its own process, with the token of the
+chart's ServiceAccount (so RBAC applies: any 403 fails the test), against a real API server whose
+controllers and kwok play the cluster, and the loopback OpenStack.
+
+Covers the kopf wiring (create, the finalizer, status, retries, the drift timer, the Node and child
+watches), convergence to Ready, quiet when converged, node join and leave, a deleted child restored,
+a rotation on request, deletion under both policies (the real garbage collector removes the
+children), and a restart after SIGKILL.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from argocd_health import assert_health
+from octd_helpers import (API, REF, clouds_yaml_for, credentials_secret, random_cidr, serve_image, spec_for,
+                          volumes_for)
+
+pytestmark = [pytest.mark.kube, pytest.mark.openstack]
+
+FINALIZER = "octavia-operator.dev/finalizer"
+CHILD_REFS = ("configmaps", "secrets", "deployments", "daemonsets", "statefulsets", "jobs", "services",
+              "serviceaccounts", "poddisruptionbudgets", "persistentvolumeclaims")
+
+
+def conditions(obj: dict | None) -> dict[str, dict]:
+    return {c["type"]: c for c in ((obj or {}).get("status") or {}).get("conditions") or []}
+
+
+def resource(ns: str, spec: dict, name: str = "octavia") -> dict:
+    return {"apiVersion": API, "kind": "OctaviaDeployment", "metadata": {"name": name, "namespace": ns},
+            "spec": spec}
+
+
+def owned_children(api, ns: str) -> dict[tuple[str, str], dict]:
+    out = {}
+    for ref in CHILD_REFS:
+        for o in api.objects(ref, ns):
+            if (o["metadata"].get("labels") or {}).get("app.kubernetes.io/managed-by") == "octavia-operator":
+                out[(o["kind"], o["metadata"]["name"])] = o
+    return out
+
+
+def _diff(a, b, path=""):
+    """Where two objects differ (for failure messages)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff(a.get(k), b.get(k), f"{path}.{k}")
+        return out
+    return [] if a == b else [f"{path}: {a!r:.300} -> {b!r:.300}"]
+
+
+def not_ready(obj: dict) -> dict:
+    return {k: (v["status"], v["reason"], v["message"][:200]) for k, v in conditions(obj).items()
+            if v["status"] != "True"}
+
+
+@pytest.fixture
+def deployment(kube_cluster, kube_namespace, kube_nodes, operator_sa, os_cloud, os_cloud_config, fake_agent_hosts):
+    """What a user does before the operator sees the resource: nodes, volumes, a spec (not yet created).
+    Afterwards, whatever the test left in the shared cloud is removed by the operator's own teardown."""
+    for n_ in ("node-0", "node-1"):
+        kube_nodes.add(n_)
+    kube_nodes.add("worker-0", control_plane=False)
+    pvs = volumes_for(kube_cluster, kube_namespace)
+    sfx = uuid.uuid4().hex[:8]
+    d = {"ns": kube_namespace, "sfx": sfx, "clouds_yaml": clouds_yaml_for(os_cloud_config), "os": os_cloud}
+    with serve_image() as url:
+        d["spec"] = spec_for(sfx, url, random_cidr())
+        yield d
+    for pv in pvs:
+        kube_cluster.admin.delete("v1", "PersistentVolume", pv)
+    live = kube_cluster.api.get(REF, "octavia", kube_namespace)
+    if live is not None:
+        teardown_cloud(live, d)
+
+
+def teardown_cloud(obj: dict, d: dict) -> list[str]:
+    """The operator's own teardown of what a deployment owns, from its last status (no Kubernetes needed)."""
+    from octavia_operator import reconcile as r
+    from octavia_operator.openstack import session
+    from octavia_operator.spec import parse_spec
+    from octavia_operator.steps import cloud as cloud_steps
+
+    class NoSecrets:
+        def read_secret(self, *a):
+            return None
+    spec = {**obj["spec"], "deletionPolicy": "Delete"}
+    ctx = r.Context(name=obj["metadata"]["name"], namespace=obj["metadata"]["namespace"],
+                    uid=obj["metadata"]["uid"], generation=1, raw_spec=spec, status=obj.get("status") or {},
+                    kube=NoSecrets())
+    ctx.spec = parse_spec(spec)
+    ctx.out["cloud"] = session.connect(d["clouds_yaml"], "admin-cloud", "RegionOne", "public")
+    return cloud_steps.teardown(ctx)
+
+
+def test_lifecycle_from_missing_credentials_to_deletion(kube_cluster, deployment, kube_nodes, run_operator):
+    api, ns, os_ = kube_cluster.api, deployment["ns"], deployment["os"]
+    env = {"OCTAVIA_OPERATOR_DRIFT_INTERVAL": "4"}
+    with run_operator(ns, env=env) as op:
+        api.create(resource(ns, deployment["spec"]))
+        # no credentials Secret yet: said plainly, retried; the finalizer is there first
+        obj = op.wait_for(lambda: (o := api.get(REF, "octavia", ns)) and "Ready" in conditions(o) and o, timeout=30)
+        assert FINALIZER in obj["metadata"]["finalizers"]
+        conds = conditions(obj)
+        assert conds["CloudReachable"]["status"] == "False"
+        assert conds["CloudReachable"]["reason"] == "CredentialsSecretNotFound"
+        for c in conds.values():
+            assert set(c) == {"type", "status", "reason", "message", "lastTransitionTime", "observedGeneration"}
+            assert c["observedGeneration"] == obj["metadata"]["generation"]
+        assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+        assert_health(obj, "Degraded", "CredentialsSecret")
+
+        # the Secret appears: the retry converges, all the way to Ready, with nobody touching the resource
+        api.create(credentials_secret(ns, deployment["clouds_yaml"]))
+        obj = op.wait_for(lambda: (o := api.get(REF, "octavia", ns)) and conditions(o)["Ready"]["status"] == "True"
+                          and o, timeout=240, message="Ready",)
+        assert_health(obj, "Healthy")
+        assert "authenticated to http://127.0.0.1" in conditions(obj)["CloudReachable"]["message"]
+        ids = obj["status"]["openstack"]
+        assert os_.network.get_network(ids["networkId"]).name == f"lb-mgmt-net-{deployment['sfx']}"
+        uid = obj["metadata"]["uid"]
+        kids = owned_children(api, ns)
+        assert {("Deployment", f"octavia-{c}") for c in ("api", "worker", "health-manager", "housekeeping")} <= set(kids)
+        for (kind, name), o in kids.items():
+            if kind != "PersistentVolumeClaim":  # the StatefulSet's claims belong to the StatefulSet
+                assert o["metadata"]["ownerReferences"][0]["uid"] == uid, (kind, name)
+            managers = {m["manager"] for m in o["metadata"].get("managedFields") or [] if m["operation"] == "Apply"}
+            if kind != "PersistentVolumeClaim":
+                assert managers == {"octavia-operator"}, (kind, name, managers)
+
+        # quiet when converged: once kopf has finished the create handler (its retries included), several
+        # drift periods make no write to the resource or any child
+        op.wait_for(lambda: (a := api.get(REF, "octavia", ns)["metadata"].get("annotations") or {}).get(
+            "octavia-operator.dev/last-handled-configuration") and "octavia-operator.dev/reconcile_handler" not in a,
+            timeout=60, message="kopf's create handler done")
+        def versions() -> dict:
+            out = {("OctaviaDeployment", "octavia"): api.get(REF, "octavia", ns)["metadata"]["resourceVersion"]}
+            out.update({k: v["metadata"]["resourceVersion"] for k, v in owned_children(api, ns).items()})
+            out.update({("Node", n["metadata"]["name"]): n["metadata"]["labels"].get(
+                f"octavia.{ns}.octavia-operator.dev/o-hm0") for n in api.objects("nodes")})
+            return out
+        time.sleep(2)
+        cr_before = api.get(REF, "octavia", ns)
+        before = versions()
+        log_before = op.logs().count("reconciled")
+        time.sleep(14)  # > 3 drift periods of 4 s
+        assert op.logs().count("reconciled") >= log_before + 2, "the drift timer did not run"
+        after = versions()
+        assert after == before, ({k: (before.get(k), v) for k, v in after.items() if before.get(k) != v},
+                                 _diff(cr_before, api.get(REF, "octavia", ns)))
+
+        # a node joins: found through the Node watch, a port, an o-hm0 label, a health manager more
+        kube_nodes.add("node-2")
+        op.wait_for(lambda: (p := (api.get(REF, "octavia", ns)["status"].get("healthManagerPorts") or {}).get(
+            "node-2")) and p.get("portId"), timeout=90, message="a port for node-2")
+        port_id = api.get(REF, "octavia", ns)["status"]["healthManagerPorts"]["node-2"]["portId"]
+        assert os_.network.get_port(port_id).binding_host_id == "node-2"
+        op.wait_for(lambda: api.get("deployments", "octavia-health-manager", ns)["spec"]["replicas"] == 3, timeout=90)
+        # ... and leaves: its port goes
+        kube_nodes.remove("node-2")
+        op.wait_for(lambda: os_.network.find_port(port_id) is None, timeout=90, message="node-2's port deleted")
+
+        # a deleted child comes back through the child watch (the resource itself did not change)
+        generation = api.get(REF, "octavia", ns)["metadata"]["generation"]
+        api.delete("deployments", "octavia-worker", ns)
+        op.wait_for(lambda: api.exists("deployments", "octavia-worker", ns), timeout=60, message="worker restored")
+        assert api.get(REF, "octavia", ns)["metadata"]["generation"] == generation
+
+        # deletionPolicy Delete: the finalizer deletes what the deployment owns in OpenStack, then the
+        # real garbage collector removes every child
+        api.delete(REF, "octavia", ns)
+        op.wait_for(lambda: api.get(REF, "octavia", ns) is None, timeout=180, message="the resource is gone")
+        assert os_.network.find_network(ids["networkId"]) is None
+        assert os_.identity.find_user(f"octavia-{deployment['sfx']}", domain_id="default") is None
+        op.wait_for(lambda: not [k for k in owned_children(api, ns) if k[0] != "PersistentVolumeClaim"],
+                    timeout=90, message="children garbage-collected")
+
+
+def test_retain_keeps_the_cloud_and_the_children_go(kube_cluster, deployment, run_operator):
+    api, ns, os_ = kube_cluster.api, deployment["ns"], deployment["os"]
+    spec = {**deployment["spec"], "deletionPolicy": "Retain"}
+    api.create(credentials_secret(ns, deployment["clouds_yaml"]))
+    with run_operator(ns) as op:
+        api.create(resource(ns, spec))
+        obj = op.wait_for(lambda: (o := api.get(REF, "octavia", ns))
+                          and conditions(o).get("HealthManagerPortsReady", {}).get("status") == "True" and o,
+                          timeout=180)
+        ids = obj["status"]["openstack"]
+        op.wait_for(lambda: api.exists("configmaps", "octavia-config", ns), timeout=60)
+        api.delete(REF, "octavia", ns)
+        op.wait_for(lambda: api.get(REF, "octavia", ns) is None, timeout=60)
+        op.wait_for(lambda: not api.exists("configmaps", "octavia-config", ns), timeout=60,
+                    message="children garbage-collected")
+    try:
+        assert os_.network.get_network(ids["networkId"])
+        assert os_.image.get_image(ids["imageId"])
+        assert os_.compute.get_flavor(ids["flavorId"])
+        assert os_.identity.find_user(f"octavia-{deployment['sfx']}", domain_id="default") is not None
+    finally:  # clean the shared cloud with the operator's own teardown
+        teardown_cloud(obj, deployment)
+
+
+def test_sigkill_and_restart_converge_without_duplicates(kube_cluster, deployment, run_operator):
+    api, ns, os_, sfx = kube_cluster.api, deployment["ns"], deployment["os"], deployment["sfx"]
+    api.create(credentials_secret(ns, deployment["clouds_yaml"]))
+    with run_operator(ns) as op:
+        api.create(resource(ns, deployment["spec"]))
+        # killed in the middle: once the network exists, before everything is done
+        op.wait_for(lambda: (api.get(REF, "octavia", ns).get("status") or {}).get("openstack", {}).get("networkId"),
+                    timeout=120, interval=0.2)
+        op.kill()
+    with run_operator(ns) as op:
+        obj = op.wait_for(lambda: (o := api.get(REF, "octavia", ns)) and conditions(o)["Ready"]["status"] == "True"
+                          and o, timeout=240, message="Ready after the restart")
+    assert len(list(os_.network.networks(name=f"lb-mgmt-net-{sfx}"))) == 1
+    assert len(list(os_.network.security_groups(name=f"lb-mgmt-sec-grp-{sfx}"))) == 1
+    for n_ in ("node-0", "node-1"):
+        assert len(list(os_.network.ports(name=f"octavia-health-manager-{n_}",
+                                          network_id=obj["status"]["openstack"]["networkId"]))) == 1
+    assert len([u for u in os_.identity.users() if u.name == f"octavia-{sfx}"]) == 1
