@@ -314,3 +314,77 @@ def test_a_changed_health_manager_list_is_pushed_to_live_amphorae(env, os_db_adm
             cur.execute("DELETE FROM amphora WHERE id = %s", (amp_id,))
             cur.execute("DELETE FROM load_balancer WHERE id = %s", (lb_id,))
         db.close()
+
+
+def test_server_side_apply_removes_what_the_spec_dropped_and_leaves_the_rest_alone(env):
+    """Children are written with server-side apply under the operator's field manager: a key removed
+    from the spec disappears from the child, fields other managers own stay, and a quantity the server
+    canonicalises (0.5 CPU is stored as 500m) does not cause a write on every reconcile."""
+    for node_name in ("node-0", "node-1", "worker-0"):
+        env.kube_api.patch("nodes", node_name, {"metadata": {"labels": {"example.com/zone": "a"}}})
+    env.kube_api.patch(REF, "octavia", {"spec": {"api": {
+        "nodeSelector": {"example.com/zone": "a"},
+        "resources": {"requests": {"cpu": "0.5", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}}}}, env.ns)
+    converge(env)
+    api = env.kube_api.get("deployments", "octavia-api", env.ns)
+    pod = api["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"example.com/zone": "a"}
+    assert pod["containers"][0]["resources"] == {"requests": {"cpu": "500m", "memory": "256Mi"},
+                                                 "limits": {"memory": "1Gi"}}
+    env.kube.writes.entries.clear()
+    out, _ = env.reconcile()
+    assert env.kube.writes.entries == [] and out.status_patch == {}
+
+    # another manager's fields: an annotation on the Deployment, a restart stamp on its pod template
+    env.cluster.admin.patch("apps/v1", "Deployment", "octavia-api", {
+        "metadata": {"annotations": {"example.com/owner": "team-lb"}},
+        "spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "2026-12-01"}}}}},
+        env.ns)
+    env.kube_api.patch(REF, "octavia", {"spec": {"api": {"nodeSelector": None,
+                                                         "resources": {"limits": None}}}}, env.ns)
+    reconcile_until(env, lambda: "nodeSelector" not in env.kube_api.get("deployments", "octavia-api", env.ns)[
+        "spec"]["template"]["spec"])
+    api = env.kube_api.get("deployments", "octavia-api", env.ns)
+    assert api["spec"]["template"]["spec"]["containers"][0]["resources"] == {
+        "requests": {"cpu": "500m", "memory": "256Mi"}}
+    assert api["metadata"]["annotations"]["example.com/owner"] == "team-lb"
+    assert api["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"] == "2026-12-01"
+    managers = {m["manager"] for m in api["metadata"]["managedFields"] if m["operation"] == "Apply"}
+    assert managers == {"octavia-operator"}
+
+
+def test_an_unbound_claim_is_named_and_a_storage_class_fixes_it(env):
+    """No volume for the embedded MariaDB's claim (no provisioner, no default StorageClass): the
+    condition names the claim and the reason the controller gave. Setting a storage class re-creates
+    the server (its claim never bound, nothing is lost); once bound, a size change is reported, not
+    retried against the immutable claim template forever."""
+    env.cluster.admin.delete("v1", "PersistentVolume", f"{env.ns}-mariadb")
+    env.converge(timeout=90, until=lambda: env.conditions().get("DatabaseReady", {}).get("reason")
+                 == "VolumeNotBound")
+    cond = env.conditions()["DatabaseReady"]
+    assert cond["status"] == "False" and "data-octavia-mariadb-0" in cond["message"]
+    assert "no persistent volumes available" in cond["message"]
+    assert "spec.database.embedded.storageClassName" in cond["message"]
+
+    pv = f"{env.ns}-fast"[:63]
+    env.cluster.add_pv(pv, "5Gi", storage_class="fast-test")
+    env.extra_cleanup.append(lambda: env.cluster.admin.delete("v1", "PersistentVolume", pv))
+    env.kube_api.patch(REF, "octavia", {"spec": {"database": {"embedded": {"storageClassName": "fast-test"}}}},
+                       env.ns)
+    before = env.kube_api.get("statefulsets", "octavia-mariadb", env.ns)["metadata"]["uid"]
+    env.converge(timeout=120, until=lambda: env.conditions()["DatabaseReady"]["status"] == "True")
+    sts = env.kube_api.get("statefulsets", "octavia-mariadb", env.ns)
+    assert sts["metadata"]["uid"] != before  # re-created, with the new claim template
+    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "fast-test"
+    assert env.kube_api.get("persistentvolumeclaims", "data-octavia-mariadb-0", env.ns)["spec"]["volumeName"] == pv
+
+    # bound now: a bigger size cannot be applied to the claim template; it is said, not retried as a 422
+    env.kube_api.patch(REF, "octavia", {"spec": {"database": {"embedded": {"storageSize": "8Gi"}}}}, env.ns)
+    reconcile_until(env, lambda: env.conditions()["DatabaseReady"]["reason"] == "StorageChangeIgnored")
+    cond = env.conditions()["DatabaseReady"]
+    assert cond["status"] == "True" and "8Gi" in cond["message"] and "2Gi" in cond["message"]
+    assert env.kube_api.get("statefulsets", "octavia-mariadb", env.ns)["spec"]["volumeClaimTemplates"][0][
+        "spec"]["resources"]["requests"]["storage"] == "2Gi"
+    env.kube.writes.entries.clear()
+    env.reconcile()
+    assert ("apply", "StatefulSet", "octavia-mariadb") not in env.kube.writes.entries

@@ -86,28 +86,29 @@ def _quantity(value: str) -> Decimal | None:
         return None
 
 
-def is_subset(desired: Any, live: Any, _parent: str = "") -> bool:
+def is_subset(desired: Any, live: Any, _path: tuple[str, ...] = ()) -> bool:
     """True when every field of ``desired`` has the same value in ``live``.
 
     Fields the server adds (defaults, status, bookkeeping) are ignored; lists must have
     the same length and match element-wise, so a removed container or port is noticed.
-    Quantities (under ``requests``/``limits``) compare by value, as the server canonicalises them.
+    Quantities (the values of ``requests``/``limits`` maps) compare by value, as the server
+    canonicalises them.
     """
     if isinstance(desired, dict):
         if not isinstance(live, dict):
             return False
-        return all(is_subset(v, live.get(k), k) for k, v in desired.items())
+        return all(is_subset(v, live.get(k), (*_path, k)) for k, v in desired.items())
     if isinstance(desired, list):
         if not isinstance(live, list) or len(desired) != len(live):
             return False
-        return all(is_subset(d, lv, _parent) for d, lv in zip(desired, live))
+        return all(is_subset(d, lv, _path) for d, lv in zip(desired, live))
     if desired is None:
         return live is None
     if isinstance(desired, (int, float)) and isinstance(live, (int, float)) and not isinstance(desired, bool):
         return desired == live
     if desired == live:
         return True
-    if _parent in QUANTITY_PARENTS and live is not None and not isinstance(desired, bool):
+    if len(_path) >= 2 and _path[-2] in QUANTITY_PARENTS and live is not None and not isinstance(desired, bool):
         a, b = _quantity(str(desired)), _quantity(str(live))
         return a is not None and a == b
     return isinstance(live, str) and str(desired) == live and not isinstance(desired, bool)
