@@ -1,4 +1,4 @@
-"""octavia-operator command line: ``run`` (the operator) and ``render`` (offline preview)."""
+"""octavia-operator command line: ``run`` (the operator), ``render`` (offline preview), ``crd``."""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +14,7 @@ def _load_resources(path: str) -> list[dict[str, Any]]:
     stream = sys.stdin if path == "-" else open(path, encoding="utf-8")
     with stream:
         docs = [d for d in yaml.safe_load_all(stream) if d]
-    return [d for d in docs if d.get("kind") == KIND and str(d.get("apiVersion", "")).startswith(GROUP + "/")]
+    return [d for d in docs if isinstance(d, dict) and d.get("kind") == KIND and str(d.get("apiVersion", "")).startswith(GROUP + "/")]
 
 
 def render_resource(resource: dict[str, Any], namespace: str | None = None) -> list[dict[str, Any]]:
@@ -37,7 +37,14 @@ def dump_all(objs: Iterable[dict[str, Any]]) -> str:
 def cmd_render(args: argparse.Namespace) -> int:
     import pydantic
 
-    resources = _load_resources(args.filename)
+    try:
+        resources = _load_resources(args.filename)
+    except OSError as exc:
+        print(f"error: cannot read {args.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except yaml.YAMLError as exc:
+        print(f"error: {args.filename} is not valid YAML: {exc}", file=sys.stderr)
+        return 2
     if not resources:
         print(f"error: {args.filename} contains no {KIND} ({GROUP}/...)", file=sys.stderr)
         return 2
@@ -75,7 +82,11 @@ def cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="octavia-operator", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="octavia-operator",
+        description="Installs and runs OpenStack Octavia on Kubernetes: the operator itself (run), an offline "
+                    "preview of what it creates for an OctaviaDeployment (render), and its "
+                    "CustomResourceDefinition (crd).")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run the operator (kopf's flags: --namespace/-n NS, --all-namespaces/-A, "
                                "--standalone, --liveness URL, --peering NAME, --verbose, --debug)",

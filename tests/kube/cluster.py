@@ -350,6 +350,10 @@ class Proc:
             return ""
 
 
+#: the audit logs of every cluster started in this process (tests/test_rbac.py reads them all)
+AUDIT_LOGS: list[Path] = []
+
+
 @dataclass
 class KubeCluster:
     assets: Path
@@ -382,6 +386,7 @@ class KubeCluster:
         kwok_kc = write_kubeconfig(self.workdir / "kwok.kubeconfig", self.server, pki.ca_file,
                                    cert=kwok_crt, key=kwok_key)
         self.audit_log = self.workdir / "audit.log"
+        AUDIT_LOGS.append(self.audit_log)
         (self.workdir / "audit-policy.yaml").write_text(yaml.safe_dump(AUDIT_POLICY))
 
         ep, epp = free_port(), free_port()
@@ -576,22 +581,32 @@ class KubeCluster:
     def audit(self, user: str | None = None, since: dt.datetime | None = None) -> list[dict[str, Any]]:
         """Audit events (ResponseComplete) of ServiceAccounts outside kube-system, optionally of one user
         and after a moment."""
-        out = []
+        return read_audit([self.audit_log], user, since)
+
+
+def read_audit(paths: Iterable[Path], user: str | None = None,
+               since: dt.datetime | None = None) -> list[dict[str, Any]]:
+    out = []
+    seen = set()
+    for path in paths:
         try:
-            lines = self.audit_log.read_text(errors="replace").splitlines()
+            lines = path.read_text(errors="replace").splitlines()
         except FileNotFoundError:
-            return []
+            continue
         for line in lines:
             try:
                 ev = json.loads(line)
             except ValueError:
                 continue
+            if ev.get("auditID") in seen:
+                continue
+            seen.add(ev.get("auditID"))
             if user and ev.get("user", {}).get("username") != user:
                 continue
             if since and _parse_time(ev.get("requestReceivedTimestamp")) < since:
                 continue
             out.append(ev)
-        return out
+    return out
 
 
 def _parse_time(value: str | None) -> dt.datetime:
