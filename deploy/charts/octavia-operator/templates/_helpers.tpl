@@ -117,12 +117,12 @@ namespaces, a Role in watchNamespace otherwise). docs/install.md explains each r
 # kopf (framework): notices when CRDs appear or disappear.
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 {{- if not .Values.watchNamespace }}
 # kopf (framework): follows namespaces appearing and disappearing in --all-namespaces mode.
 - apiGroups: [""]
   resources: ["namespaces"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 {{- if .Values.peering.enabled }}
 # kopf peering (leader election) across the cluster.
 - apiGroups: ["kopf.dev"]
