@@ -1,12 +1,12 @@
-"""Tests for tests/k8stools.py: strict offline validation of built-in objects and custom resources."""
-import copy
+"""Tests for tests/k8stools.py: the offline lint of built-in objects (kubernetes-validate, strict), the
+dry runs on the real API server, and the Helm lookup."""
 import os
 import subprocess
 
 import pytest
 
 import k8stools
-from k8stools import crd_to_jsonschema, validate_custom_resource, validate_manifests
+from k8stools import server_dry_run, validate_manifests
 
 
 def deployment():
@@ -79,39 +79,10 @@ def test_unknown_kind_without_crd_is_an_error():
     assert "no schema" in problem
 
 
-# ----------------------------------------------------------------------------- custom resources
+# ----------------------------------------------------------------------------- custom resources (offline)
 
 
 def crd():
-    spec_schema = {
-        "type": "object",
-        "required": ["cloud"],
-        "properties": {
-            "cloud": {"type": "object", "required": ["secretName"],
-                      "properties": {"secretName": {"type": "string", "minLength": 1},
-                                     "region": {"type": "string", "default": "RegionOne"}}},
-            "topology": {"type": "string", "enum": ["SINGLE", "ACTIVE_STANDBY"], "default": "SINGLE"},
-            "replicas": {"type": "integer", "minimum": 0, "maximum": 10, "format": "int32"},
-            "weight": {"type": "integer", "format": "int32"},
-            "ratio": {"type": "number", "minimum": 0, "exclusiveMinimum": True},
-            "port": {"x-kubernetes-int-or-string": True},
-            "caBundle": {"type": "string", "nullable": True},
-            "config": {"type": "object", "additionalProperties": {
-                "type": "object", "additionalProperties": {"type": "string"}}},
-            "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-            "empty": {"type": "object"},
-            "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
-            "nodes": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
-                      "items": {"type": "object", "required": ["name"],
-                                "properties": {"name": {"type": "string"}, "hostID": {"type": "string"}}}},
-            "network": {"type": "object",
-                        "properties": {"cidr": {"type": "string"}, "poolStart": {"type": "string"}},
-                        "x-kubernetes-validations": [
-                            {"rule": "!has(self.poolStart) || cidr(self.cidr).containsIP(self.poolStart)",
-                             "message": "pool outside CIDR"}]},
-            "since": {"type": "string", "format": "date-time"},
-        },
-    }
     return {
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
         "metadata": {"name": "things.example.dev"},
@@ -120,152 +91,137 @@ def crd():
             "names": {"plural": "things", "singular": "thing", "kind": "Thing", "listKind": "ThingList"},
             "versions": [{
                 "name": "v1alpha1", "served": True, "storage": True,
-                "subresources": {"status": {}},
                 "schema": {"openAPIV3Schema": {
                     "type": "object",
-                    "properties": {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
-                                   "metadata": {"type": "object"}, "spec": spec_schema,
-                                   "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-                    "required": ["spec"]}},
+                    "properties": {"spec": {"type": "object", "properties": {
+                        "replicas": {"type": "integer", "minimum": 0}}}}}},
             }],
         },
     }
 
 
 def thing(**spec):
-    spec.setdefault("cloud", {"secretName": "cloud"})
-    return {"apiVersion": "example.dev/v1alpha1", "kind": "Thing",
-            "metadata": {"name": "t", "namespace": "ns", "labels": {"a": "b"}}, "spec": spec}
+    return {"apiVersion": "example.dev/v1alpha1", "kind": "Thing", "metadata": {"name": "t", "namespace": "default"},
+            "spec": spec}
 
 
-def test_valid_custom_resource_passes():
-    full = thing(topology="ACTIVE_STANDBY", replicas=3, ratio=0.5, port="https", caBundle=None,
-                 config={"DEFAULT": {"debug": "true"}}, extra={"anything": {"goes": [1]}}, empty={},
-                 tags=["a", "b"], nodes=[{"name": "n1", "hostID": "h1"}, {"name": "n2"}],
-                 network={"cidr": "10.0.0.0/24", "poolStart": "10.0.0.5"}, since="2026-01-01T00:00:00Z")
-    assert validate_custom_resource(crd(), full) == []
-    assert validate_custom_resource(crd(), thing(port=443)) == []
-    # ... and through validate_manifests, with the CRD given or in the same list
-    assert validate_manifests([full], crds=[crd()]) == []
-    assert validate_manifests([crd(), full]) == []
+def test_custom_resources_of_a_declared_kind_are_not_validated_offline():
+    bad = thing(replicas=-1, unknownField=1)  # only a real API server would refuse it
+    assert validate_manifests([bad], crds=[crd()]) == []
+    assert validate_manifests([crd(), bad]) == []
+    # another version of the group is not declared
+    other = {**bad, "apiVersion": "example.dev/v1"}
+    (problem,) = validate_manifests([crd(), other])
+    assert problem.startswith("Thing/t:") and "no schema" in problem
 
 
-@pytest.mark.parametrize("spec_patch, expected", [
-    ({"unknownField": 1}, "unknownField"),                                  # unknown field: rejected
-    ({"cloud": {"secretName": "c", "regoin": "x"}}, "regoin"),               # nested misspelling
-    ({"empty": {"x": 1}}, "spec.empty"),                                    # object with no fields
-    ({"nodes": [{"name": "a", "hostId": "x"}]}, "hostId"),                  # unknown field in list item
-    ({"topology": "TRIPLE"}, "TRIPLE"),                                     # enum
-    ({"replicas": -1}, "spec.replicas"),                                    # minimum
-    ({"replicas": 11}, "spec.replicas"),                                    # maximum
-    ({"replicas": "3"}, "spec.replicas"),                                   # type
-    ({"weight": 2**40}, "int32"),                                          # int32
-    ({"ratio": 0}, "spec.ratio"),                                           # exclusiveMinimum (bool)
-    ({"port": 1.5}, "spec.port"),                                           # int-or-string
-    ({"caBundle": 5}, "spec.caBundle"),
-    ({"cloud": {}}, "secretName"),                                          # required
-    ({"cloud": {"secretName": ""}}, "spec.cloud.secretName"),               # minLength
-    ({"config": {"DEFAULT": {"debug": True}}}, "spec.config.DEFAULT.debug"),  # additionalProperties type
-    ({"tags": ["a", "a"]}, "spec.tags"),                                    # list-type set
-    ({"nodes": [{"name": "a"}, {"name": "a"}]}, "duplicate"),               # list-type map
-    ({"since": "yesterday"}, "spec.since"),                                 # date-time format
-    ({"network": {"cidr": "10.0.0.0/24", "poolStart": "10.0.1.5"}}, "pool outside CIDR"),  # CEL
-])
-def test_invalid_custom_resource_fails(spec_patch, expected):
-    obj = thing(**spec_patch)
-    problems = validate_custom_resource(crd(), obj)
-    assert len(problems) == 1, problems
-    assert expected in problems[0]
-
-
-def test_custom_resource_root_is_checked():
-    obj = thing()
-    obj["spex"] = {}
-    assert any("spex" in p for p in validate_custom_resource(crd(), obj))
-    obj = thing()
-    obj["metadata"]["nmae"] = "x"
-    assert any("nmae" in p for p in validate_custom_resource(crd(), obj))
-    obj = thing()
-    obj["apiVersion"] = "example.dev/v1"
-    assert any("serves no version" in p for p in validate_custom_resource(crd(), obj))
-    obj = thing()
-    obj["kind"] = "Other"
-    assert validate_custom_resource(crd(), obj) != []
-    obj = thing()
-    del obj["spec"]
-    assert any("spec" in p for p in validate_custom_resource(crd(), obj))
-
-
-def test_defaults_are_applied_before_validation():
-    c = crd()
-    props = c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
-    props["topology"]["default"] = "NOT_IN_ENUM"
-    assert any("NOT_IN_ENUM" in p for p in validate_custom_resource(c, thing()))
-    # the caller's object is not modified
-    obj = thing()
-    before = copy.deepcopy(obj)
-    validate_custom_resource(crd(), obj)
-    assert obj == before
-
-
-def test_non_strict_mode_allows_unknown_fields():
-    assert validate_custom_resource(crd(), thing(unknownField=1), strict=False) == []
-    assert validate_custom_resource(crd(), thing(unknownField=1)) != []
-
-
-def test_cel_can_be_turned_off_and_transition_rules_use_old():
-    bad = thing(network={"cidr": "10.0.0.0/24", "poolStart": "10.0.1.5"})
-    assert validate_custom_resource(crd(), bad, cel=False) == []
-    c = crd()
-    props = c["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
-    props["topology"]["x-kubernetes-validations"] = [{"rule": "self == oldSelf", "message": "immutable"}]
-    assert validate_custom_resource(c, thing(topology="SINGLE")) == []
-    assert validate_custom_resource(c, thing(topology="SINGLE"), old=thing(topology="ACTIVE_STANDBY")) == \
-        ["spec.topology: immutable"]
-
-
-def test_json_schema_conversion():
-    js = crd_to_jsonschema(crd())
-    spec = js["properties"]["spec"]
-    assert spec["additionalProperties"] is False
-    assert "additionalProperties" not in spec["properties"]["extra"]          # preserve-unknown-fields
-    assert spec["properties"]["caBundle"]["type"] == ["string", "null"]        # nullable
-    assert spec["properties"]["port"]["anyOf"] == [{"type": "integer"}, {"type": "string"}]
-    assert spec["properties"]["ratio"]["exclusiveMinimum"] == 0 and "minimum" not in spec["properties"]["ratio"]
-    assert not any(k.startswith("x-kubernetes") for k in _all_keys(js))
-    assert js["properties"]["apiVersion"] == {"const": "example.dev/v1alpha1"}
-    assert js["properties"]["kind"] == {"const": "Thing"}
-
-
-def _all_keys(node):
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield k
-            if k not in ("properties",):
-                yield from _all_keys(v)
-            else:
-                for sub in v.values():
-                    yield from _all_keys(sub)
-    elif isinstance(node, list):
-        for v in node:
-            yield from _all_keys(v)
-
-
-def test_crd_itself_is_validated():
+def test_crd_objects_themselves_are_validated_as_built_in_objects():
     assert validate_manifests([crd()]) == []
-    bad = crd()
-    bad["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["network"][
-        "x-kubernetes-validations"].append({"rule": "isIPv9(self.cidr)"})
-    bad["metadata"]["name"] = "wrong.example.dev"
-    bad["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["since"][
-        "exclusiveMinimum"] = 3
-    problems = validate_manifests([bad])
-    assert len(problems) == 4, problems  # name, CEL, exclusiveMinimum (schema + structural check)
-    text = "\n".join(problems)
-    assert "metadata.name must be things.example.dev" in text and "isIPv9" in text
     typo = crd()
     typo["spec"]["versions"][0]["servd"] = True
-    assert any("servd" in p for p in validate_manifests([typo]))
+    (problem,) = validate_manifests([typo])
+    assert problem.startswith("CustomResourceDefinition/things.example.dev:") and "servd" in problem
+
+
+def test_floor_lint_knows_only_the_fields_of_that_release():
+    """A field newer than the floor is an error for the floor: that is what the floor lint is for."""
+    d = deployment()
+    # Pod-level resources (spec.resources): alpha in 1.32, not in 1.31's schema
+    d["spec"]["template"]["spec"]["resources"] = {"limits": {"cpu": "1"}}
+    assert validate_manifests([d], k8s_version=k8stools.SUPPORTED_K8S_VERSIONS[-1]) == []
+    (problem,) = validate_manifests([d], k8s_version="1.31")
+    assert "resources" in problem
+
+
+def test_kube_version_floor_comes_from_chart_yaml(monkeypatch, tmp_path):
+    assert k8stools.kube_version_floor() in k8stools.SUPPORTED_K8S_VERSIONS
+    chart = tmp_path / "deploy" / "charts" / "octavia-operator" / "Chart.yaml"
+    chart.parent.mkdir(parents=True)
+    monkeypatch.setattr(k8stools, "REPO_ROOT", tmp_path)
+    chart.write_text('kubeVersion: ">=1.33.0-0"\n')
+    assert k8stools.kube_version_floor() == "1.33"
+    chart.write_text('kubeVersion: "1.33.x"\n')
+    with pytest.raises(ValueError):
+        k8stools.kube_version_floor()
+
+
+# ----------------------------------------------------------------------------- the real API server
+
+
+@pytest.mark.kube
+def test_server_dry_run_admits_a_valid_object_and_stores_nothing(kube_cluster, kube_namespace):
+    d = deployment()
+    assert server_dry_run(kube_cluster, [d], kube_namespace) == []
+    assert kube_cluster.admin.get("apps/v1", "Deployment", "web", kube_namespace) is None
+    assert d["metadata"]["namespace"] == "default"  # the caller's object is not modified
+
+
+@pytest.mark.kube
+def test_server_dry_run_is_strict_about_unknown_fields(kube_cluster, kube_namespace):
+    d = deployment()
+    d["spec"]["template"]["spec"]["hostNetwrok"] = True
+    (problem,) = server_dry_run(kube_cluster, [d], kube_namespace)
+    assert problem.startswith("Deployment/web: 400 BadRequest:")
+    assert 'unknown field "spec.template.spec.hostNetwrok"' in problem
+
+
+@pytest.mark.kube
+def test_server_dry_run_reports_every_refusal_with_its_causes(kube_cluster, kube_namespace):
+    good, bad = deployment(), deployment()
+    bad["metadata"]["name"] = "broken"
+    bad["spec"]["replicas"] = -2
+    bad["spec"]["selector"] = {"matchLabels": {"app": "other"}}
+    problems = server_dry_run(kube_cluster, [good, None, bad], kube_namespace)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith("Deployment/broken: 422 Invalid:")
+    assert "spec.replicas" in problems[0] and "spec.template.metadata.labels" in problems[0]
+
+
+@pytest.mark.kube
+def test_server_dry_run_namespaces(kube_cluster, kube_namespace):
+    d = deployment()
+    d["metadata"]["namespace"] = "does-not-exist"
+    (problem,) = server_dry_run(kube_cluster, [d])  # the object's own namespace
+    assert problem.startswith("Deployment/web: 404 NotFound:") and "does-not-exist" in problem
+    assert server_dry_run(kube_cluster, [d], kube_namespace) == []  # replaced by the given one
+    # a cluster-scoped object keeps no namespace
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": f"dry-run-{kube_namespace}"}, "rules": []}
+    assert server_dry_run(kube_cluster, [role], kube_namespace) == []
+
+
+@pytest.mark.kube
+def test_server_dry_run_create_or_apply(kube_cluster, kube_namespace):
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": kube_namespace},
+          "data": {"a": "1"}}
+    kube_cluster.admin.create(cm)
+    (problem,) = server_dry_run(kube_cluster, [cm])
+    assert problem.startswith("ConfigMap/c: 409 AlreadyExists:")
+    changed = {**cm, "data": {"a": "2"}}
+    assert server_dry_run(kube_cluster, [changed], apply=True) == []
+    assert kube_cluster.admin.get("v1", "ConfigMap", "c", kube_namespace)["data"] == {"a": "1"}
+    changed["datta"] = {}
+    (problem,) = server_dry_run(kube_cluster, [changed], apply=True)
+    # (kube-apiserver 1.36 answers an apply with an unknown field with 500, not 400: still a refusal)
+    assert problem.startswith("ConfigMap/c: ") and ".datta: field not declared in schema" in problem
+
+
+@pytest.mark.kube
+def test_server_dry_run_validates_custom_resources_with_their_crd(kube_cluster, kube_namespace):
+    obj = {"apiVersion": "octavia-operator.dev/v1alpha1", "kind": "OctaviaDeployment",
+           "metadata": {"name": "o"}, "spec": {"cloud": {"credentialsSecret": {"name": "c"}}}}
+    assert server_dry_run(kube_cluster, [obj], kube_namespace) == []
+    obj["spec"]["amphora"] = {"topology": "TRIPLE"}
+    (problem,) = server_dry_run(kube_cluster, [obj], kube_namespace)
+    assert problem.startswith("OctaviaDeployment/o: 422 Invalid:") and 'Unsupported value: "TRIPLE"' in problem
+
+
+@pytest.mark.kube
+def test_server_dry_run_reports_kinds_the_server_does_not_serve(kube_cluster):
+    (problem,) = server_dry_run(kube_cluster, [thing(replicas=1)])
+    assert problem.startswith("Thing/t: not served by this API server")
+    (problem,) = server_dry_run(kube_cluster, [{**deployment(), "kind": "Deploymnet"}])
+    assert problem.startswith("Deploymnet/web: not served by this API server")
 
 
 # ----------------------------------------------------------------------------- helm
