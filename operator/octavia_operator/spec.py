@@ -364,8 +364,10 @@ def _ipv4_value(expr: str) -> str:
 
 class AllocationPool(_Model):
     model_config = ConfigDict(json_schema_extra=cel(
-        ("ip(self.start).family() == ip(self.end).family()", "start and end must be of the same IP family"),
-        ("ip(self.start).family() != 4 || ip(self.end).family() != 4 || "
+        # each rule only judges what it is about: a malformed address is reported by the field's own rule
+        ("!isIP(self.start) || !isIP(self.end) || ip(self.start).family() == ip(self.end).family()",
+         "start and end must be of the same IP family"),
+        ("!isIP(self.start) || !isIP(self.end) || ip(self.start).family() != 4 || ip(self.end).family() != 4 || "
          f"{_ipv4_value('self.start')} <= {_ipv4_value('self.end')}",
          "start must not be after end"),
     ))
@@ -385,10 +387,12 @@ class SecurityGroupNames(_Model):
 class ManagementNetworkSpec(_Model):
     model_config = ConfigDict(json_schema_extra=cel(
         ("isCIDR(self.cidr)", "cidr must be a CIDR such as 172.31.0.0/24", ".cidr"),
-        ("isCIDR(self.cidr) && cidr(self.cidr) == cidr(self.cidr).masked()",
+        ("!isCIDR(self.cidr) || cidr(self.cidr) == cidr(self.cidr).masked()",
          "cidr must be a network address (no host bits set)", ".cidr"),
         ("!has(self.allocationPool) || !isCIDR(self.cidr) || !isIP(self.allocationPool.start) || "
-         "!isIP(self.allocationPool.end) || (cidr(self.cidr).containsIP(self.allocationPool.start) && "
+         "!isIP(self.allocationPool.end) || "
+         "ip(self.allocationPool.start).family() != ip(self.allocationPool.end).family() || "
+         "(cidr(self.cidr).containsIP(self.allocationPool.start) && "
          "cidr(self.cidr).containsIP(self.allocationPool.end))",
          "allocationPool must lie inside cidr", ".allocationPool"),
     ))
