@@ -170,6 +170,17 @@ def test_lifecycle_from_missing_credentials_to_deletion(kube_cluster, deployment
         op.wait_for(lambda: api.exists("deployments", "octavia-worker", ns), timeout=60, message="worker restored")
         assert api.get(REF, "octavia", ns)["metadata"]["generation"] == generation
 
+        # a rotation on request: an annotation reaches the operator through kopf's update handler
+        secret = lambda: api.get("secrets", "octavia-keystone", ns)["data"]["password"]  # noqa: E731
+        old_password = secret()
+        api.patch(REF, "octavia", {"metadata": {"annotations": {
+            "octavia-operator.dev/rotate-service-password": "lifecycle-1"}}}, ns)
+        op.wait_for(lambda: (api.get(REF, "octavia", ns)["status"].get("rotations") or {}).get("servicePassword")
+                    == "lifecycle-1", timeout=90, message="the service password rotated")
+        assert secret() != old_password
+        op.wait_for(lambda: conditions(api.get(REF, "octavia", ns))["Ready"]["status"] == "True", timeout=120,
+                    message="Ready again after the rotation")
+
         # deletionPolicy Delete: the finalizer deletes what the deployment owns in OpenStack, then the
         # real garbage collector removes every child
         api.delete(REF, "octavia", ns)
