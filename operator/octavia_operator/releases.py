@@ -1,9 +1,11 @@
 """Release-matched defaults: container images and the octavia.conf dialect per OpenStack release.
 
-Images default to the Kolla project's published images (quay.io/openstack.kolla), whose
-tags are ``<release>-<distro>-<codename>``. Every container states its command explicitly,
-so Kolla's entrypoint machinery (kolla_start, config.json) is not used. See
-docs/research-images.md for the sources.
+Images default to the project's own Octavia image (images/octavia/Dockerfile), one per release, tagged
+``<release>-<operator version>``: it installs images/octavia/requirements.txt with that release's pinned
+constraints, the same files the tests install, and CI runs the operator's pod specs in it. Its venv sits at
+Kolla's path (/var/lib/kolla/venv), so Kolla's images, brought through spec.images, take the same command
+lines; what is known of them from Kolla's sources is in docs/kolla-evidence.md. Every container states its
+command explicitly; no image entrypoint machinery (kolla_start, config.json) is used.
 """
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from dataclasses import dataclass
 from . import __version__
 from .spec import ImagesSpec
 
-KOLLA_REGISTRY = "quay.io/openstack.kolla"
+IMAGE_REGISTRY = "ghcr.io/octavia-operator"
+OCTAVIA_IMAGE = f"{IMAGE_REGISTRY}/octavia"
 OPERATOR_IMAGE = f"ghcr.io/octavia-operator/octavia-operator:{__version__}"
 MARIADB_IMAGE = "docker.io/library/mariadb:11.4"
 RABBITMQ_IMAGE = "docker.io/library/rabbitmq:4.1-management"
@@ -21,20 +24,19 @@ RABBITMQ_IMAGE = "docker.io/library/rabbitmq:4.1-management"
 @dataclass(frozen=True)
 class Release:
     name: str
-    kolla_tag: str
-    octavia_version: str  # the Octavia series the images carry (pip install "octavia==<this>.*" to test)
+    octavia_version: str  # the Octavia series images/octavia/constraints-<release>.txt pins
     # the WSGI entry point of the API: a module (2025.2 and later) or the pbr script (before)
     api_wsgi_module: str | None = "octavia.wsgi.api:application"
-    # where the Octavia console scripts live inside the Kolla images
+    # where the Octavia console scripts live: the project's image and Kolla's images alike
     bin_dir: str = "/var/lib/kolla/venv/bin"
     # [neutron] takes keystoneauth adapter options (valid_interfaces, cafile) since 2023.2
     neutron_ksa_options: bool = True
 
 
 RELEASES: dict[str, Release] = {
-    "2025.1": Release("2025.1", "2025.1-ubuntu-noble", "16", api_wsgi_module=None),
-    "2025.2": Release("2025.2", "2025.2-ubuntu-noble", "17"),
-    "2026.1": Release("2026.1", "2026.1-ubuntu-noble", "18"),
+    "2025.1": Release("2025.1", "16", api_wsgi_module=None),
+    "2025.2": Release("2025.2", "17"),
+    "2026.1": Release("2026.1", "18"),
 }
 
 
@@ -51,18 +53,19 @@ class Images:
     pull_policy: str
 
 
+def octavia_image(release: str) -> str:
+    """The project's Octavia image for ``release`` (built by images/build.sh)."""
+    return f"{OCTAVIA_IMAGE}:{RELEASES[release].name}-{__version__}"
+
+
 def images(release: str, overrides: ImagesSpec) -> Images:
-    tag = RELEASES[release].kolla_tag
-
-    def kolla(name: str) -> str:
-        return f"{KOLLA_REGISTRY}/{name}:{tag}"
-
-    api = overrides.api or kolla("octavia-api")
+    octavia = octavia_image(release)
+    api = overrides.api or octavia
     return Images(
         api=api,
-        worker=overrides.worker or kolla("octavia-worker"),
-        health_manager=overrides.healthManager or kolla("octavia-health-manager"),
-        housekeeping=overrides.housekeeping or kolla("octavia-housekeeping"),
+        worker=overrides.worker or octavia,
+        health_manager=overrides.healthManager or octavia,
+        housekeeping=overrides.housekeeping or octavia,
         db_sync=overrides.dbSync or api,
         host_agent=overrides.hostAgent or OPERATOR_IMAGE,
         mariadb=overrides.mariadb or MARIADB_IMAGE,

@@ -4,9 +4,9 @@
 #   bash tests/octavia_real/install-octavia.sh          # -> /opt/octavia-venv
 #   OCTAVIA_VENV=/tmp/ov bash tests/octavia_real/install-octavia.sh
 #
-# Installs "octavia==18.*" (OpenStack 2026.1, the operator's default release; see
-# operator/octavia_operator/releases.py) and PyMySQL, pinned by constraints.txt next to this
-# script, into $OCTAVIA_VENV. Octavia never goes into the project's own venv: its package name
+# Installs images/octavia/requirements.txt (Octavia, PyMySQL, pyuwsgi) with the constraints of the
+# operator's default release (images/octavia/constraints-2026.1.txt: Octavia 18.0.1) into
+# $OCTAVIA_VENV: the same two files the project's Octavia image installs (images/octavia/Dockerfile). Octavia never goes into the project's own venv: its package name
 # and its dependency set would clash with the operator's.
 #
 # Idempotent: a venv that already holds this exact pin set (stamp file) is left alone, so a
@@ -19,16 +19,18 @@ set -Eeuo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="${OCTAVIA_VENV:-/opt/octavia-venv}"
 PY="${PYTHON:-python3}"
-CONSTRAINTS="$HERE/constraints.txt"
-SPEC=("octavia==18.*" "PyMySQL")
+IMAGES="$(cd "$HERE/../../images/octavia" && pwd)"
+RELEASE="${OCTAVIA_RELEASE:-2026.1}"
+CONSTRAINTS="$IMAGES/constraints-$RELEASE.txt"
+REQUIREMENTS="$IMAGES/requirements.txt"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 t0=$(date +%s)
 
-want="$( { printf '%s\n' "${SPEC[@]}"; cat "$CONSTRAINTS"; } | sha256sum | cut -d' ' -f1)"
+want="$(cat "$REQUIREMENTS" "$CONSTRAINTS" | sha256sum | cut -d' ' -f1)"
 stamp="$VENV/.octavia-operator-install"
 
 if [ "${FORCE:-0}" != 1 ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
-   && [ -x "$VENV/bin/octavia-db-manage" ] && [ -x "$VENV/bin/oslo-config-validator" ]; then
+   && [ -x "$VENV/bin/octavia-db-manage" ] && [ -x "$VENV/bin/oslo-config-validator" ] && [ -x "$VENV/bin/uwsgi" ]; then
   echo "install-octavia: $VENV is up to date ($("$VENV/bin/python" -c 'import importlib.metadata as m; print("octavia", m.version("octavia"))'))"
   exit 0
 fi
@@ -49,8 +51,9 @@ if [ "${FORCE:-0}" = 1 ] || [ ! -x "$VENV/bin/pip" ]; then
   "$PY" -m venv "$VENV"
 fi
 rm -f "$stamp"
-"$VENV/bin/pip" install --quiet -c "$CONSTRAINTS" "${SPEC[@]}" 2> >(grep -v "is ignored: it is neither" >&2)
+"$VENV/bin/pip" install --quiet -c "$CONSTRAINTS" -r "$REQUIREMENTS" 2> >(grep -v "is ignored: it is neither" >&2)
 "$VENV/bin/octavia-db-manage" --help >/dev/null
 "$VENV/bin/oslo-config-validator" --help >/dev/null
+"$VENV/bin/uwsgi" --version >/dev/null
 echo "$want" > "$stamp"
 echo "install-octavia: $("$VENV/bin/python" -c 'import importlib.metadata as m; print("octavia", m.version("octavia"))') in $VENV ($(( $(date +%s) - t0 )) s)"
