@@ -22,11 +22,17 @@ RabbitMQ and ends in ERROR (the loopback cloud has no compute); housekeeping run
 """
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
 import os
+import signal
 import subprocess
+import sys
 import time
 import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import requests
@@ -36,7 +42,8 @@ from octavia_operator import names as n
 from octavia_operator.releases import OPERATOR_IMAGE, octavia_image
 from octavia_operator.spec import DEFAULT_RELEASE
 from octd_helpers import REF, clouds_yaml_for, credentials_secret, random_cidr, serve_image, spec_for, volumes_for
-from pods import servers
+from hostagent.hostagent_nsutil import NetNS, Ovs, disable_tx_offload
+from pods import amphora_tls, servers
 from pods.runner import PodRunner, wait_http
 from test_operator_process import conditions, not_ready, resource, teardown_cloud
 
@@ -82,6 +89,155 @@ def alembic_head(venv) -> str:
                           check=True).stdout.strip()
 
 
+def conf_value(text: str, section: str, key: str) -> str:
+    import configparser
+    cp = configparser.ConfigParser(interpolation=None, strict=False)
+    cp.read_string(text)
+    return cp.get(section, key)
+
+
+def rendered(api, ns: str) -> tuple[str, str]:
+    """octavia.conf (ConfigMap) and secrets.conf (Secret), as the operator wrote them."""
+    import base64
+    conf = api.get("configmaps", "octavia-config", ns)["data"]["octavia.conf"]
+    sec = base64.b64decode(api.get("secrets", "octavia-config-secrets", ns)["data"]["secrets.conf"]).decode()
+    return conf, sec
+
+
+def existing_netns(name: str) -> NetNS:
+    ns = NetNS("x")
+    ns.name, ns.created = name, False   # made by the pod runner, deleted by it
+    return ns
+
+
+@dataclass
+class Fabric:
+    """The network under the nodes: a Linux bridge in a namespace of its own ("the physical network"),
+    joined by a veth plugged into each node's br-int (Open vSwitch, userspace datapath, in the node's
+    namespace) and by the simulated amphora's eth0. What Neutron's tunnels do in a cloud."""
+    fab: NetNS
+    amp: NetNS
+    ovs: dict[str, Ovs] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, runner: PodRunner, nodes: list[str], amp_cidr: str, workdir) -> "Fabric":
+        fab = NetNS("fab").create()
+        out = cls(fab=fab, amp=NetNS("amp").create())
+        try:
+            fab.ip("link", "add", "br-fab", "type", "bridge")
+            fab.ip("link", "set", "br-fab", "up")
+            for i, node in enumerate(nodes):
+                ns = existing_netns(runner.node_netns(node))
+                ovs = Ovs(ns, workdir / f"ovs-{node}")
+                ovs.start(fresh_db=True)
+                ovs.add_int_bridge("br-int")
+                out.ovs[node] = ovs
+                fab.ip("link", "add", f"f{i}", "type", "veth", "peer", "name", f"up{i}")
+                fab.ip("link", "set", f"up{i}", "netns", ns.name)
+                fab.ip("link", "set", f"f{i}", "master", "br-fab")
+                fab.ip("link", "set", f"f{i}", "up")
+                ns.ip("link", "set", f"up{i}", "up")
+                ovs.vsctl("--may-exist", "add-port", "br-int", f"up{i}")
+                disable_tx_offload(ns, f"up{i}")
+                disable_tx_offload(fab, f"f{i}")
+            fab.ip("link", "add", "fa", "type", "veth", "peer", "name", "eth0")
+            fab.ip("link", "set", "eth0", "netns", out.amp.name)
+            fab.ip("link", "set", "fa", "master", "br-fab")
+            fab.ip("link", "set", "fa", "up")
+            out.amp.ip("addr", "add", amp_cidr, "dev", "eth0")
+            out.amp.ip("link", "set", "eth0", "up")
+            disable_tx_offload(out.amp, "eth0")
+            disable_tx_offload(fab, "fa")
+        except Exception:
+            out.cleanup()
+            raise
+        return out
+
+    def cleanup(self) -> None:
+        for ovs in self.ovs.values():
+            ovs.stop()
+        self.amp.delete()
+        self.fab.delete()
+
+
+def o_hm0_address(ns: NetNS) -> str | None:
+    addrs = ns.addrs("o-hm0") if ns.link("o-hm0") else []
+    return addrs[0].split("/")[0] if addrs else None
+
+
+def health_row(db, amp_id: str):
+    out = db.sql(f"SELECT UNIX_TIMESTAMP(last_update) FROM amphora_health WHERE amphora_id='{amp_id}'", "octavia")
+    return float(out.strip()) if out.strip() else None
+
+
+def start_sender(fabric: Fabric, venv, workdir: Path, amp_id: str, key: str, dests: str) -> subprocess.Popen:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "key").write_text(key)
+    (workdir / "dests").write_text(dests)
+    log = open(workdir / "sender.log", "ab")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.Popen(["ip", "netns", "exec", fabric.amp.name, str(venv / "bin" / "python"),
+                             str(Path(__file__).parent / "pods" / "amphora_sim.py"), "--id", amp_id,
+                             "--key-file", str(workdir / "key"), "--dests-file", str(workdir / "dests"),
+                             "--interval", "1"], stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def spec_port(spec: dict) -> int:
+    return (spec.get("healthManager") or {}).get("heartbeatPort", 5555)
+
+
+def exec_ok(container, snippet: str, *args: str) -> str:
+    p = container.exec("/var/lib/kolla/venv/bin/python", "-c", snippet, *args, timeout=120)
+    assert p.returncode == 0, f"{container.name}: rc={p.returncode}\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}"
+    return p.stdout.strip().splitlines()[-1]
+
+
+def secret_file(api, ns: str, name: str, key: str) -> str:
+    import base64
+    return base64.b64decode(api.get("secrets", name, ns)["data"][key]).decode()
+
+
+@contextlib.contextmanager
+def syslog_socket(directory: Path):
+    """A datagram socket where the amphora agent's gunicorn sends its syslog (drained, never read)."""
+    import socket
+    directory.mkdir(parents=True, exist_ok=True)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(str(directory / "log"))
+    os.chmod(directory / "log", 0o666)
+    try:
+        yield directory
+    finally:
+        s.close()
+
+
+def start_amphora_agent(fabric: Fabric, agent_dir: Path, rsyslog: Path, name: str) -> str:
+    """Octavia's amphora agent (the image's venv: the same Octavia), as root in the amphora's namespace."""
+    from pods.runner import PODMAN, RUN_LIMITS
+    subprocess.run(["podman", "rm", "-f", name], capture_output=True)
+    p = subprocess.run([*PODMAN, "run", "-d", "--name", name, "--pull", "never", *RUN_LIMITS,
+                        "--network", f"ns:/run/netns/{fabric.amp.name}", "--user", "0", "--cap-add", "NET_ADMIN",
+                        "--volume", f"{agent_dir / 'certs'}:/etc/octavia/certs:ro",
+                        "--volume", f"{agent_dir / 'amphora-agent.conf'}:/etc/octavia/amphora-agent.conf:ro",
+                        "--volume", f"{rsyslog}:/run/rsyslog/octavia",
+                        "--entrypoint", "/var/lib/kolla/venv/bin/amphora-agent", OCTAVIA_IMAGE,
+                        "--config-file", "/etc/octavia/amphora-agent.conf"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    return name
+
+
+def agent_running(name: str) -> bool:
+    p = subprocess.run(["podman", "inspect", "--format", "{{.State.Running}}", name], capture_output=True, text=True)
+    return p.stdout.strip() == "true"
+
+
+def agent_logs(name: str) -> str:
+    p = subprocess.run(["podman", "logs", name], capture_output=True, text=True)
+    q = subprocess.run(["podman", "exec", name, "tail", "-50", "/var/log/amphora-agent.log"], capture_output=True,
+                       text=True)
+    return (p.stdout + p.stderr)[-3000:] + q.stdout[-3000:]
+
+
 def service_hosts(ns: str, service: str) -> list[str]:
     return [service, f"{service}.{ns}", f"{service}.{ns}.svc", f"{service}.{ns}.svc.cluster.local"]
 
@@ -90,13 +246,17 @@ def test_end_to_end_with_the_real_octavia(kube_cluster, kube_namespace, kube_nod
                                           os_cloud_config, fake_agent_hosts, rabbitmq_admin, built_images,
                                           octavia_venv, tmp_path, wait_for):
     api, ns = kube_cluster.api, kube_namespace
-    kube_nodes.add("node-0")
+    nodes = ["node-0", "node-1"]
+    for node in nodes:
+        kube_nodes.add(node)
     pvs = volumes_for(kube_cluster, ns)
     sfx = uuid.uuid4().hex[:8]
     clouds_yaml = clouds_yaml_for(os_cloud_config)
     cloud_ports = {int(u.rsplit(":", 1)[1].split("/")[0]) for u in (os_cloud_config["auth_url"],)} | {9696, 9292, 8774}
     vip_net = None
     runner = None
+    fabric = None
+    senders: list[subprocess.Popen] = []
     with serve_image() as url, run_operator(ns, env={"OCTAVIA_OPERATOR_DRIFT_INTERVAL": "30"}) as op:
         spec = spec_for(sfx, url, random_cidr())
         try:
@@ -147,6 +307,11 @@ def test_end_to_end_with_the_real_octavia(kube_cluster, kube_namespace, kube_nod
 
                 # -- 5. a load balancer reaches the worker over RabbitMQ and ends in ERROR (no compute) ---
                 worker_c = runner.start(one_pod(api, ns, "worker", wait_for))
+                # a cast sent before the worker has declared its queue is dropped by the broker: wait for
+                # the worker's consumer on Octavia's topic, as an operator would wait for the pod's readiness
+                wait_for(lambda: servers.rabbitmq_consumers(rabbitmq_admin, "octavia_provisioning_v2") > 0 or (
+                    not worker_c.running() and pytest.fail(f"the worker exited:\n{worker_c.logs()[-4000:]}")),
+                    timeout=120, interval=1, message="the worker consumes octavia_provisioning_v2")
                 vip_net = os_cloud.network.create_network(name=f"e2e-vip-{sfx}")
                 vip_sub = os_cloud.network.create_subnet(network_id=vip_net.id, ip_version=4,
                                                          cidr=random_cidr(), name=f"e2e-vip-{sfx}")
@@ -165,12 +330,15 @@ def test_end_to_end_with_the_real_octavia(kube_cluster, kube_namespace, kube_nod
                 wlog = worker_c.logs()
                 assert final == "ERROR", wlog[-4000:]
                 assert lb_id in wlog, "the worker never saw the load balancer"
+                # it got as far as Nova: the image (by tag and owner), flavor, network, security group, key
+                # pair and the amphora's certificate (signed with the operator's CA) were all accepted first
+                assert "ComputeBuildException" in wlog, wlog[-4000:]
                 print("worker log (tail):\n" + wlog[-3000:])
 
                 # -- 6. housekeeping purges an expired amphora record: its DB cleanup job ran -----------
                 old = str(uuid.uuid4())
-                db.sql("INSERT INTO amphora (id, status, updated_at, created_at) VALUES "
-                       f"('{old}', 'DELETED', NOW() - INTERVAL 30 DAY, NOW() - INTERVAL 31 DAY)", "octavia")
+                db.sql("INSERT INTO amphora (id, status, cert_busy, updated_at, created_at) VALUES "
+                       f"('{old}', 'DELETED', 0, NOW() - INTERVAL 30 DAY, NOW() - INTERVAL 31 DAY)", "octavia")
                 hk = runner.start(one_pod(api, ns, "housekeeping", wait_for))
                 wait_for(lambda: not db.sql(f"SELECT id FROM amphora WHERE id='{old}'", "octavia").strip(),
                          timeout=120, interval=2, message="housekeeping purges the expired amphora")
@@ -180,9 +348,101 @@ def test_end_to_end_with_the_real_octavia(kube_cluster, kube_namespace, kube_nod
                     bad = [ln for ln in c.logs().splitlines() if " CRITICAL " in ln or "Traceback" in ln]
                     if c is not worker_c:
                         assert not bad, f"{c.name}:\n" + "\n".join(bad[:20])
+
+                # -- 7. the heartbeat path: the host agent's pod plumbs o-hm0 on each node's br-int, the
+                #       health managers run in the nodes' namespaces, a simulated amphora on the same
+                #       network sends Octavia's heartbeat to controller_ip_port_list
+                conf, sec = rendered(api, ns)
+                key = conf_value(sec, "health_manager", "heartbeat_key")
+                dests = conf_value(conf, "health_manager", "controller_ip_port_list")
+                cidr = ipaddress.ip_network(spec["managementNetwork"]["cidr"])
+                amp_ip = str(cidr.network_address + 250)       # outside the allocation pool (.10 to .200)
+                fabric = Fabric.build(runner, nodes, f"{amp_ip}/{cidr.prefixlen}", tmp_path / "fabric")
+                agents = {}
+                for pod in pods_of(api, ns, "hostagent"):
+                    node = pod["spec"]["nodeName"]
+                    agents[node] = runner.start(pod, host_paths={
+                        "/run/openvswitch": str(fabric.ovs[node].base / "run"),
+                        "/var/lib/octavia-hostagent": str(tmp_path / f"hostagent-{node}"),
+                        "/run/xtables.lock": str(tmp_path / f"xtables-{node}.lock")})
+                assert sorted(agents) == nodes
+                ips = {}
+                for node in nodes:
+                    node_ns = existing_netns(runner.node_netns(node))
+                    ips[node] = wait_for(lambda: o_hm0_address(node_ns) or (not agents[node].running() and pytest.fail(
+                        f"the host agent on {node} exited:\n{agents[node].logs()[-3000:]}")), timeout=90, interval=1,
+                        message=f"o-hm0 on {node}")
+                assert sorted(f"{ip}:{spec_port(spec)}" for ip in ips.values()) == sorted(
+                    d.strip() for d in dests.split(",")), (ips, dests)
+                hms = {p["spec"]["nodeName"]: runner.start(p) for p in pods_of(api, ns, "health-manager")}
+                assert sorted(hms) == nodes
+                amp_id, stranger = str(uuid.uuid4()), str(uuid.uuid4())
+
+                # -- 8. controller to amphora, mutual TLS: Octavia's amphora agent in the amphora's
+                #       namespace, with a server certificate Octavia's generator signed with the
+                #       operator's server CA; the worker's REST client, with the operator's client
+                #       certificate, reaches it over o-hm0
+                made = json.loads(exec_ok(worker_c, amphora_tls.server_cert_snippet, amp_id))
+                agent_dir = tmp_path / "amphora-agent"
+                (agent_dir / "certs").mkdir(parents=True)
+                (agent_dir / "certs" / "server.pem").write_text(made["cert"] + made["key"])
+                (agent_dir / "certs" / "client_ca.pem").write_text(secret_file(api, ns, "octavia-certs",
+                                                                               "client_ca.bundle.pem"))
+                (agent_dir / "amphora-agent.conf").write_text(amphora_tls.agent_conf(amp_id, amp_ip))
+                with syslog_socket(agent_dir / "rsyslog") as rsyslog:
+                    agent = start_amphora_agent(fabric, agent_dir, rsyslog, f"e2e{sfx[:4]}-amphora-agent")
+                    try:
+                        out = wait_for(lambda: (r := worker_c.exec(
+                            "/var/lib/kolla/venv/bin/python", "-c", amphora_tls.client_snippet, amp_id, amp_ip,
+                            timeout=120)).returncode == 0 and r.stdout or (
+                            not agent_running(agent) and pytest.fail(f"amphora-agent exited:\n{agent_logs(agent)}")),
+                            timeout=90, interval=3, message="a mutual-TLS call from the worker to the amphora agent")
+                        answer = json.loads(out.strip().splitlines()[-1])
+                        assert answer["status"] == 200 and answer["body"]["api_version"], answer
+                        other = worker_c.exec("/var/lib/kolla/venv/bin/python", "-c", amphora_tls.client_snippet,
+                                              amp_id, amp_ip, timeout=120,
+                                              env={"OTHER_CLIENT_PEM": amphora_tls.other_ca_client_pem()})
+                        assert other.returncode != 0, ("a client certificate from another CA was accepted",
+                                                       other.stdout[-1000:])
+                        assert "SSL" in other.stdout or "ssl" in other.stdout.lower(), other.stdout[-1000:]
+                    finally:
+                        subprocess.run(["podman", "rm", "-f", agent], capture_output=True, timeout=60)
+
+                for a in (amp_id, stranger):      # the load balancer's amphorae, as the worker records them
+                    db.sql("INSERT INTO amphora (id, load_balancer_id, status, lb_network_ip, role, cert_busy, "
+                           f"created_at, updated_at) VALUES ('{a}', '{lb_id}', 'ALLOCATED', '{amp_ip}', 'STANDALONE', 0, "
+                           "NOW(), NOW())", "octavia")
+                senders.append(start_sender(fabric, octavia_venv, tmp_path / "amp-good", amp_id, key, dests))
+                senders.append(start_sender(fabric, octavia_venv, tmp_path / "amp-bad", stranger, key[::-1], dests))
+                wait_for(lambda: health_row(db, amp_id), timeout=90, interval=1,
+                         message="the amphora_health row of the amphora that signs with the heartbeat key")
+                time.sleep(3)
+                assert health_row(db, stranger) is None, "a heartbeat signed with a wrong key was accepted"
+                assert all("Ignoring this packet" in c.logs() for c in hms.values()), \
+                    {k: c.logs()[-2000:] for k, c in hms.items()}
+
+                # a node leaves: its kubelet, health manager and host agent are gone with it
+                gone, stays = nodes[1], nodes[0]
+                kube_nodes.remove(gone)
+                hms[gone].stop()
+                agents[gone].stop()
+                new_dests = wait_for(lambda: (d := conf_value(rendered(api, ns)[0], "health_manager",
+                                                               "controller_ip_port_list")) and ips[gone] not in d and d,
+                                     timeout=180, interval=2, message="controller_ip_port_list without the node")
+                assert new_dests.strip() == f"{ips[stays]}:{spec_port(spec)}"
+                (tmp_path / "amp-good" / "dests").write_text(new_dests)    # what the config push does
+                before = health_row(db, amp_id)
+                wait_for(lambda: health_row(db, amp_id) > before, timeout=30, interval=1,
+                         message=f"heartbeats reach the health manager on {stays} after {gone} left")
+                assert hms[stays].running(), hms[stays].logs()[-3000:]
         finally:
+            for s in senders:
+                s.terminate()
+                s.wait(10)
             if runner is not None:
                 runner.cleanup()
+            if fabric is not None:
+                fabric.cleanup()
             if vip_net is not None:
                 for p in os_cloud.network.ports(network_id=vip_net.id):
                     os_cloud.network.delete_port(p)

@@ -76,8 +76,9 @@ class Container:
         except (ValueError, IndexError):
             raise PodError(f"podman wait {self.name}: {p.stdout} {p.stderr}") from None
 
-    def exec(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        return podman("exec", self.name, *argv, check=False, timeout=timeout)
+    def exec(self, *argv: str, timeout: float = 60, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
+        flags = [x for k, v in (env or {}).items() for x in ("--env", f"{k}={v}")]
+        return podman("exec", *flags, self.name, *argv, check=False, timeout=timeout)
 
     def stop(self) -> None:
         podman("stop", "-t", "10", self.name, check=False, timeout=60)
@@ -143,7 +144,8 @@ class PodRunner:
         data.update({k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()})
         return data
 
-    def _materialise(self, pod: Mapping[str, Any], root: Path) -> dict[str, Path]:
+    def _materialise(self, pod: Mapping[str, Any], root: Path,
+                     host_paths: Mapping[str, str] | None = None) -> dict[str, Path]:
         spec = pod["spec"]
         ns = pod["metadata"]["namespace"]
         fs_group = (spec.get("securityContext") or {}).get("fsGroup")
@@ -182,7 +184,7 @@ class PodRunner:
                     os.chmod(path, 0o777)
             elif "hostPath" in vol:
                 hp = vol["hostPath"]
-                real = self.host_paths.get(hp["path"])
+                real = {**self.host_paths, **(host_paths or {})}.get(hp["path"])
                 if real is None:
                     raise PodError(f"hostPath {hp['path']} is not mapped for the test (host_paths)")
                 real_p = Path(real)
@@ -228,9 +230,10 @@ class PodRunner:
 
     # -------------------------------------------------------------- run
     def start(self, pod: Mapping[str, Any], container: str | None = None, *, netns: str | None = None,
-              node: str | None = None) -> Container:
+              node: str | None = None, host_paths: Mapping[str, str] | None = None) -> Container:
         """Start one container of ``pod`` (a Pod, or a pod template with metadata namespace/name and
-        spec.nodeName). ``node``: the node it runs on (default spec.nodeName)."""
+        spec.nodeName). ``node``: the node it runs on (default spec.nodeName). ``host_paths``: this pod's
+        hostPath mapping, over the runner's (each node has its own)."""
         spec = pod["spec"]
         c = next(x for x in spec["containers"] if container in (None, x["name"]))
         pod_name = pod["metadata"]["name"]
@@ -250,7 +253,7 @@ class PodRunner:
         if root.exists():
             shutil.rmtree(root)
         root.mkdir(parents=True)
-        volumes = self._materialise(pod, root)
+        volumes = self._materialise(pod, root, host_paths)
 
         psc = spec.get("securityContext") or {}
         csc = c.get("securityContext") or {}

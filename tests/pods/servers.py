@@ -101,3 +101,15 @@ def rabbitmq_account(admin: Mapping[str, str], env: Mapping[str, str], vhost: st
             ("PUT", f"/api/permissions/{vq}/{user}", {"configure": ".*", "write": ".*", "read": ".*"})):
         r = s.request(method, base + path, json=body, auth=auth, timeout=30)
         r.raise_for_status()
+
+
+def rabbitmq_consumers(admin: Mapping[str, str], queue: str, vhost: str = "/") -> int:
+    """How many consumers ``queue`` has on the tests' broker (0 when it does not exist yet)."""
+    s = requests.Session()
+    s.trust_env = False
+    r = s.get(f"{admin['management_url'].rstrip('/')}/api/queues/{urllib.parse.quote(vhost, safe='')}/{queue}",
+              auth=(admin["user"], admin["password"]), timeout=30)
+    if r.status_code == 404:
+        return 0
+    r.raise_for_status()
+    return int(r.json().get("consumers") or 0)
