@@ -6,7 +6,8 @@ exactly as the worker does when it builds an amphora; prints {"cert", "key"} as 
 
 ``client_snippet``: run inside a controller container: Octavia's amphora REST client (the haproxy REST
 driver's AmphoraAPIClient1_0, with [haproxy_amphora] client_cert and server_ca from the pod's config)
-calls the amphora agent's version discovery (GET https://<ip>:9443/) and prints the answer; with
+calls the amphora agent's version discovery (get_api_version: GET https://<ip>:9443/) and prints
+the answer; with
 OTHER_CLIENT_PEM in the environment, that client certificate is used instead of the operator's.
 """
 from __future__ import annotations
@@ -39,11 +40,11 @@ amp = models.Amphora(id=sys.argv[1], lb_network_ip=sys.argv[2])
 client = rest_api_driver.AmphoraAPIClient1_0()
 timeouts = {{"req_conn_timeout": 5, "req_read_timeout": 10, "conn_max_retries": 2, "conn_retry_interval": 1}}
 try:
-    r = client.get(amp, retry_404=False, timeout_dict=timeouts)
+    body = client.get_api_version(amp, timeout_dict=timeouts)
 except Exception as e:
     print(json.dumps({{"error": type(e).__name__, "detail": str(e)[:500]}}))
     sys.exit(3)
-print(json.dumps({{"status": r.status_code, "body": r.json()}}))
+print(json.dumps({{"status": 200, "body": body}}))
 """
 
 
