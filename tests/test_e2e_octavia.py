@@ -392,11 +392,25 @@ def test_end_to_end_with_the_real_octavia(kube_cluster, kube_namespace, kube_nod
                 with syslog_socket(agent_dir / "rsyslog") as rsyslog:
                     agent = start_amphora_agent(fabric, agent_dir, rsyslog, f"e2e{sfx[:4]}-amphora-agent")
                     try:
-                        out = wait_for(lambda: (r := worker_c.exec(
-                            "/var/lib/kolla/venv/bin/python", "-c", amphora_tls.client_snippet, amp_id, amp_ip,
-                            timeout=120)).returncode == 0 and r.stdout or (
-                            not agent_running(agent) and pytest.fail(f"amphora-agent exited:\n{agent_logs(agent)}")),
-                            timeout=90, interval=3, message="a mutual-TLS call from the worker to the amphora agent")
+                        calls: list = []
+
+                        def call_agent():
+                            r = worker_c.exec("/var/lib/kolla/venv/bin/python", "-c", amphora_tls.client_snippet,
+                                              amp_id, amp_ip, timeout=120)
+                            calls.append(r)
+                            if r.returncode == 0:
+                                return r.stdout
+                            if not agent_running(agent):
+                                pytest.fail(f"amphora-agent exited:\n{agent_logs(agent)}")
+                            return None
+                        try:
+                            out = wait_for(call_agent, timeout=90, interval=3,
+                                           message="a mutual-TLS call from the worker to the amphora agent")
+                        except pytest.fail.Exception:
+                            last = calls[-1] if calls else None
+                            pytest.fail("the worker's amphora REST client could not reach the amphora agent: "
+                                        f"{last and last.stdout[-800:]}\n{last and last.stderr[-2500:]}\n"
+                                        f"--- agent ---\n{agent_logs(agent)}", pytrace=False)
                         answer = json.loads(out.strip().splitlines()[-1])
                         assert answer["status"] == 200 and answer["body"]["api_version"], answer
                         other = worker_c.exec("/var/lib/kolla/venv/bin/python", "-c", amphora_tls.client_snippet,
