@@ -254,6 +254,7 @@ def test_end_to_end_with_the_real_octavia(kube_cluster, kube_namespace, kube_nod
     clouds_yaml = clouds_yaml_for(os_cloud_config)
     cloud_ports = {int(u.rsplit(":", 1)[1].split("/")[0]) for u in (os_cloud_config["auth_url"],)} | {9696, 9292, 8774}
     vip_net = None
+    lb_id = None
     runner = None
     fabric = None
     senders: list[subprocess.Popen] = []
@@ -459,8 +460,13 @@ def test_end_to_end_with_the_real_octavia(kube_cluster, kube_namespace, kube_nod
             if fabric is not None:
                 fabric.cleanup()
             if vip_net is not None:
+                # the worker made a VIP port and a VIP security group (lb-<id>, in the service project);
+                # the load balancer stays in ERROR, so nothing reverts them: the test removes them
                 for p in os_cloud.network.ports(network_id=vip_net.id):
                     os_cloud.network.delete_port(p)
+                if lb_id:
+                    for sg in os_cloud.network.security_groups(name=f"lb-{lb_id}"):
+                        os_cloud.network.delete_security_group(sg)
                 os_cloud.network.delete_network(vip_net)
             live = api.get(REF, "octavia", ns)
             if live is not None:
