@@ -50,6 +50,15 @@ def test_the_cli_prints_what_render_resource_returns(rendered):
     assert objs == [o for res in _resources(path) for o in render_resource(res)]
 
 
+def test_no_example_pairs_linuxbridge_with_a_release_whose_neutron_lacks_it():
+    """Neutron removed its Linux bridge driver in 2025.1, the oldest release the CRD accepts: an example
+    offering `hostAgent.driver: linuxbridge` would offer something no supported release has."""
+    for path in EXAMPLES:
+        for res in _resources(path):
+            spec = parse_spec(res["spec"])
+            assert spec.hostAgent.driver == "ovs", f"{path.name}: {res['metadata']['name']} uses linuxbridge"
+
+
 @pytest.mark.kube
 def test_render_output_passes_strict_validation(rendered, kube_cluster, kube_namespace):
     """Every object, rendered into a fresh namespace, is admitted by the real API server (dryRun=All,

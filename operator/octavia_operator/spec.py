@@ -468,7 +468,9 @@ class HealthManagerSpec(Component):
 class HostAgentSpec(_Model):
     driver: Literal["ovs", "linuxbridge"] = F(
         "ovs", "How o-hm0 is plugged: ovs (ML2/OVS and OVN: an internal port on the integration bridge) or "
-        "linuxbridge (legacy: a veth pair into the network's bridge).")
+        "linuxbridge (a veth pair into the network's brq bridge), only for a Neutron of 2024.2 or older: "
+        "Neutron's Linux bridge driver was experimental from 2022.2 and removed in 2025.1, the oldest "
+        "release this resource runs, so it serves only a cloud whose Neutron is older than its Octavia.")
     integrationBridge: str = F("br-int", "OVS integration bridge (ovs driver).", pattern=IFNAME_RE)
     interfaceName: str = F("o-hm0", "Name of the node interface on the management network.", pattern=IFNAME_RE)
     ovsdbSocket: str = F("/run/openvswitch/db.sock", "Path of the node's OVSDB server socket (ovs driver).",

@@ -209,6 +209,63 @@ def _oscloud_for_marked_tests(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("os_cloud_config")
 
 
+# -- leaks -------------------------------------------------------------------------------------
+# The loopback cloud lives for the whole session, and Neutron's default quotas are small (10 security
+# groups, 100 networks per project; the operator's resources all land in the service project). One test
+# that leaves a deployment's security groups behind once made every later deployment fail with
+# QuotaExceeded. So every test that touches the cloud is checked: the security groups and networks it
+# left behind are deleted (with their ports), listed at the end of the session, and under CI=true the
+# test errors at teardown, naming them.
+
+LEAKS: list[tuple[str, list[str]]] = []
+
+
+def _neutron_snapshot(conn) -> dict[str, dict[str, str]]:
+    return {"security group": {sg.id: sg.name for sg in conn.network.security_groups() if sg.name != "default"},
+            "network": {net.id: net.name for net in conn.network.networks()}}
+
+
+def _sweep(conn, leaked: dict[str, dict[str, str]]) -> None:
+    for net_id in leaked.get("network", {}):
+        for port in conn.network.ports(network_id=net_id):
+            conn.network.delete_port(port, ignore_missing=True)
+        conn.network.delete_network(net_id, ignore_missing=True)
+    for sg_id in leaked.get("security group", {}):
+        conn.network.delete_security_group(sg_id, ignore_missing=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_neutron_leaks(request: pytest.FixtureRequest):
+    """Set up before, and torn down after, every other fixture of a test that uses the cloud."""
+    if "os_cloud_config" not in request.fixturenames:
+        yield
+        return
+    conn = request.getfixturevalue("os_cloud")
+    before = _neutron_snapshot(conn)
+    yield
+    after = _neutron_snapshot(conn)
+    leaked = {kind: {i: n for i, n in after[kind].items() if i not in before[kind]} for kind in after}
+    leaked = {k: v for k, v in leaked.items() if v}
+    if not leaked:
+        return
+    names = [f"{kind} {name or '?'} ({i})" for kind, items in leaked.items() for i, name in items.items()]
+    LEAKS.append((request.node.nodeid, names))
+    try:
+        _sweep(conn, leaked)
+    except Exception as e:  # noqa: BLE001 - reported below either way
+        names.append(f"(and the sweep failed: {e})")
+    if _truthy(os.environ.get("CI")):
+        pytest.fail(f"the test left {len(names)} Neutron resources in the shared loopback cloud (deleted now): "
+                    + "; ".join(names), pytrace=False)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    if LEAKS:
+        terminalreporter.section("Neutron resources left behind (and swept)")
+        for nodeid, names in LEAKS:
+            terminalreporter.write_line(f"{nodeid}: {'; '.join(names)}")
+
+
 def tiny_qcow2(virtual_size: int = 1 << 20) -> bytes:
     """A valid, empty qcow2 v2 image (4 x 64 KiB clusters), like `qemu-img create -f qcow2 x 1M`:
     small enough to upload in every test, real enough for any Glance version's format checks."""
