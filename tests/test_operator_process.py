@@ -78,7 +78,7 @@ def deployment(kube_cluster, kube_namespace, kube_nodes, operator_sa, os_cloud, 
         teardown_cloud(live, d)
 
 
-def teardown_cloud(obj: dict, d: dict) -> list[str]:
+def teardown_cloud(obj: dict, d: dict, owner_id: str | None = None) -> list[str]:
     """The operator's own teardown of what a deployment owns, from its last status (no Kubernetes needed)."""
     from octavia_operator import reconcile as r
     from octavia_operator.openstack import session
@@ -88,10 +88,13 @@ def teardown_cloud(obj: dict, d: dict) -> list[str]:
     class NoSecrets:
         def read_secret(self, *a):
             return None
+
+        def get(self, *a):
+            return None
     spec = {**obj["spec"], "deletionPolicy": "Delete"}
     ctx = r.Context(name=obj["metadata"]["name"], namespace=obj["metadata"]["namespace"],
                     uid=obj["metadata"]["uid"], generation=1, raw_spec=spec, status=obj.get("status") or {},
-                    kube=NoSecrets())
+                    kube=NoSecrets(), owner_id=owner_id)
     ctx.spec = parse_spec(spec)
     ctx.out["cloud"] = session.connect(d["clouds_yaml"], "admin-cloud", "RegionOne", "public")
     return cloud_steps.teardown(ctx)
@@ -187,32 +190,74 @@ def test_lifecycle_from_missing_credentials_to_deletion(kube_cluster, deployment
         op.wait_for(lambda: api.get(REF, "octavia", ns) is None, timeout=180, message="the resource is gone")
         assert os_.network.find_network(ids["networkId"]) is None
         assert os_.identity.find_user(f"octavia-{deployment['sfx']}", domain_id="default") is None
-        op.wait_for(lambda: not [k for k in owned_children(api, ns) if k[0] != "PersistentVolumeClaim"],
-                    timeout=90, message="children garbage-collected")
+        # ... the generated Secrets and the database's volume included
+        op.wait_for(lambda: not owned_children(api, ns), timeout=90,
+                    message=lambda: f"children garbage-collected: {sorted(owned_children(api, ns))}")
 
 
-def test_retain_keeps_the_cloud_and_the_children_go(kube_cluster, deployment, run_operator):
-    api, ns, os_ = kube_cluster.api, deployment["ns"], deployment["os"]
+DURABLE = ("octavia-keystone", "octavia-passphrases", "octavia-certs", "octavia-database", "octavia-messaging",
+           "octavia-ssh")
+
+
+def test_retain_keeps_what_cannot_be_regenerated_and_a_re_created_resource_takes_it_over(
+        kube_cluster, deployment, run_operator):
+    """deletionPolicy Retain: the cloud resources, the CAs and their keys, the passphrases, the heartbeat key,
+    the passwords and the embedded database's volume survive the resource; the other children go. The same
+    resource created again (a GitOps prune and re-sync, a restore) converges on all of it: the same CAs,
+    the same keys and passwords, the same OpenStack resources (no duplicate, nothing replaced), and even a
+    rotation annotation still in its manifest is not carried out a second time."""
+    api, ns, os_, sfx = kube_cluster.api, deployment["ns"], deployment["os"], deployment["sfx"]
     spec = {**deployment["spec"], "deletionPolicy": "Retain"}
+    manifest = resource(ns, spec)
+    manifest["metadata"]["annotations"] = {"octavia-operator.dev/rotate-server-ca": "gitops-1",
+                                           "octavia-operator.dev/rotate-service-password": "gitops-1"}
     api.create(credentials_secret(ns, deployment["clouds_yaml"]))
+    ready = lambda: (o := api.get(REF, "octavia", ns)) and conditions(o).get(  # noqa: E731
+        "ConfigReady", {}).get("status") == "True" and o
     with run_operator(ns) as op:
-        api.create(resource(ns, spec))
-        obj = op.wait_for(lambda: (o := api.get(REF, "octavia", ns))
-                          and conditions(o).get("HealthManagerPortsReady", {}).get("status") == "True" and o,
-                          timeout=180)
-        ids = obj["status"]["openstack"]
-        op.wait_for(lambda: api.exists("configmaps", "octavia-config", ns), timeout=60)
+        api.create(manifest)
+        first = op.wait_for(ready, timeout=240, message="ConfigReady")
+        ids = first["status"]["openstack"]
+        kept = {name: api.get("secrets", name, ns) for name in DURABLE}
+        assert all(kept.values()), [k for k, v in kept.items() if not v]
+        for name, sec in kept.items():
+            assert "ownerReferences" not in sec["metadata"], name
+            assert sec["metadata"]["annotations"]["octavia-operator.dev/owner-id"] == first["metadata"]["uid"]
+        op.wait_for(lambda: api.objects("persistentvolumeclaims", ns), timeout=60, message="the database claims")
+        claims = {c["metadata"]["name"]: c["metadata"]["uid"] for c in api.objects("persistentvolumeclaims", ns)}
+
         api.delete(REF, "octavia", ns)
         op.wait_for(lambda: api.get(REF, "octavia", ns) is None, timeout=60)
-        op.wait_for(lambda: not api.exists("configmaps", "octavia-config", ns), timeout=60,
-                    message="children garbage-collected")
-    try:
+        op.wait_for(lambda: not api.exists("configmaps", "octavia-config", ns)
+                    and not api.exists("deployments", "octavia-api", ns), timeout=60,
+                    message="the other children garbage-collected")
+        for name, sec in kept.items():
+            assert api.get("secrets", name, ns)["data"] == sec["data"], f"{name} changed or went"
         assert os_.network.get_network(ids["networkId"])
         assert os_.image.get_image(ids["imageId"])
         assert os_.compute.get_flavor(ids["flavorId"])
-        assert os_.identity.find_user(f"octavia-{deployment['sfx']}", domain_id="default") is not None
-    finally:  # clean the shared cloud with the operator's own teardown
-        teardown_cloud(obj, deployment)
+        assert os_.identity.find_user(f"octavia-{sfx}", domain_id="default") is not None
+
+        # the same manifest again: a new uid, the same name
+        api.create(manifest)
+        second = op.wait_for(lambda: (o := ready()) and o["metadata"]["uid"] != first["metadata"]["uid"] and o,
+                             timeout=240, message="ConfigReady after the re-create")
+    try:
+        for name, sec in kept.items():
+            now = api.get("secrets", name, ns)
+            assert now["data"] == sec["data"], f"{name}: regenerated or rotated by the re-created resource"
+            assert now["metadata"]["annotations"]["octavia-operator.dev/owner-id"] == first["metadata"]["uid"]
+            assert "ownerReferences" not in now["metadata"], name
+        assert {k: v for k, v in second["status"]["openstack"].items() if k in ids} == ids
+        assert len(list(os_.network.networks(name=f"lb-mgmt-net-{sfx}"))) == 1
+        assert len(list(os_.network.security_groups(name=f"lb-mgmt-sec-grp-{sfx}"))) == 1
+        assert len([u for u in os_.identity.users() if u.name == f"octavia-{sfx}"]) == 1
+        assert len(list(os_.image.images(tag=f"amphora-{sfx}"))) == 1
+        assert {c["metadata"]["name"]: c["metadata"]["uid"]
+                for c in api.objects("persistentvolumeclaims", ns)} == claims, "the database's volume was replaced"
+        # the new resource carries the same ownership tag: its own teardown (Delete) finds everything
+    finally:  # clean the shared cloud with the operator's own teardown, as the first owner
+        teardown_cloud(api.get(REF, "octavia", ns) or first, deployment, owner_id=first["metadata"]["uid"])
 
 
 def test_sigkill_and_restart_converge_without_duplicates(kube_cluster, deployment, run_operator):

@@ -185,9 +185,29 @@ def test_creates_everything_from_scratch_then_converged_run_writes_nothing(os_cl
         res.project_id, res.user_id, res.service_id, res.endpoint_ids, res.lb_role_ids)
 
 
-def test_adopts_a_seed_installation_resets_the_password_once_and_deletes_none_of_it(os_cloud, os_cloud_config,
-                                                                                     names):
+def test_adopting_a_seed_installation_never_resets_its_password_unasked(os_cloud, os_cloud_config, names):
+    """The seed's hand-made user has a password that a running Octavia uses: without that password (or an
+    explicit resetPassword) the operator refuses, writing nothing; with it, it adopts everything as it is."""
     d = names.desired()
+    seed_pw, other_pw = _pw(), _pw()
+    project, user, svc, eps, _ = _seed_install(names, seed_pw, d)
+    with WriteCounter(os_cloud) as w, pytest.raises(StepError) as err:
+        identity.ensure_identity(os_cloud, d, UID, other_pw)
+    assert err.value.reason == "ServiceUserPasswordUnknown" and not isinstance(err.value, TransientError)
+    assert "identity.passwordSecret" in err.value.message and "identity.resetPassword" in err.value.message
+    assert w.writes == []
+    assert _auth_ok(os_cloud_config, names.user, seed_pw)           # the running install keeps working
+
+    # the user's own password (identity.passwordSecret): adopted with no write to the user
+    res = identity.ensure_identity(os_cloud, d, UID, seed_pw)
+    assert res.user_id == user.id and "user " + names.user in " ".join(res.adopted)
+    assert not any("password" in ch for ch in res.changes)
+    assert _auth_ok(os_cloud_config, names.user, seed_pw, project=names.project)
+
+
+def test_adopts_a_seed_installation_resets_the_password_once_when_asked_and_deletes_none_of_it(
+        os_cloud, os_cloud_config, names):
+    d = replace(names.desired(), reset_password=True)
     old_pw, pw = _pw(), _pw()
     project, user, svc, eps, hand_roles = _seed_install(names, old_pw, d, lb_roles_by_hand=names.lb_roles[:2])
 
@@ -198,7 +218,8 @@ def test_adopts_a_seed_installation_resets_the_password_once_and_deletes_none_of
                                 f"service {names.service_name} ({names.service_type})",
                                 *(f"role {r}" for r in names.lb_roles[:2])}
     assert set(res.created) == {f"role {r}" for r in names.lb_roles[2:]}
-    assert res.changes == [f"password of user {names.user} reset to the operator's"]
+    assert res.changes == [f"password of user {names.user} reset to the operator's (identity.resetPassword): "
+                           "services still using the old password now fail"]
 
     # no duplicates, adopted things unmarked, the password is the operator's now
     assert [s.id for s in names.services()] == [svc.id]
@@ -268,12 +289,20 @@ def test_changed_endpoint_url_and_service_name_are_updated_in_place(os_cloud, na
     assert w.writes == []
 
 
-def test_an_adopted_service_is_not_renamed_but_its_endpoint_urls_are_fixed(os_cloud, names):
+def test_an_adopted_service_keeps_its_endpoints_unless_adoption_is_asked_for(os_cloud, names):
     d = names.desired()
     pw = _pw()
     seed = names.desired(endpoints={**d.endpoints, "admin": "http://127.0.0.1:1/x"})
     _, _, svc, eps, _ = _seed_install(names, pw, seed)
-    res = identity.ensure_identity(os_cloud, names.desired(service_name="other-name"), UID, pw)
+    # by default: clients use these endpoints today, so they stay as they are, and the result says so
+    with WriteCounter(os_cloud) as w:
+        res = identity.ensure_identity(os_cloud, names.desired(service_name="other-name"), UID, pw)
+    assert [m for m, u in w.writes if "endpoint" in u] == []
+    assert os_cloud.identity.get_endpoint(eps["admin"].id).url == "http://127.0.0.1:1/x"
+    assert res.endpoint_ids == {itf: e.id for itf, e in eps.items()}
+    assert len(res.kept) == 1 and "admin endpoint" in res.kept[0] and "adoptEndpoints" in res.kept[0]
+    # asked for: the URL is fixed in place; the service is still not renamed
+    res = identity.ensure_identity(os_cloud, names.desired(service_name="other-name", adopt_endpoints=True), UID, pw)
     assert os_cloud.identity.get_service(svc.id).name == names.service_name
     assert os_cloud.identity.get_endpoint(eps["admin"].id).url == d.endpoints["admin"]
     assert res.changes == [f"admin endpoint ({d.region}) URL changed from http://127.0.0.1:1/x "

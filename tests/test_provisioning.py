@@ -10,7 +10,7 @@ import base64
 
 import pytest
 
-from octd_helpers import env, image_url  # noqa: F401 - fixtures
+from octd_helpers import REF, env, image_url  # noqa: F401 - fixtures
 from oscount import WriteCounter
 from octavia_operator import handlers
 from octavia_operator import reconcile as r
@@ -182,6 +182,48 @@ def test_adopts_a_hand_made_installation_without_duplicates(env):
     cloud_steps.teardown(ctx)
     assert os_.network.get_network(net.id) and os_.network.get_security_group(sg.id)
     assert os_.compute.get_flavor(flv.id)
+
+
+def test_takes_over_a_running_octavia_without_breaking_it(env, os_cloud_config):
+    """The seed, re-enacted: the loopback cloud runs an Octavia API installed by hand, under the Keystone
+    user `octavia` with a password of its own, behind the `load-balancer` service and its endpoints. The
+    operator, told to use that user, refuses to touch its password until it is given (nothing written,
+    the running API keeps answering), then adopts it with that password and leaves the catalog as it is."""
+    import pathlib
+    os_ = env.os
+    seed_pw = (pathlib.Path(os_cloud_config["base"]) / "secrets" / "service-users.password").read_bytes().strip()
+    user = os_.identity.find_user("octavia", domain_id="default")
+    [svc] = [x for x in os_.identity.services() if x.type == "load-balancer"]
+    catalog = sorted((e.interface, e.url) for e in os_.identity.endpoints(service_id=svc.id))
+
+    def running_api_answers() -> bool:
+        list(os_.load_balancer.load_balancers())   # raises on 401/503 from its keystonemiddleware
+        return True
+
+    assert running_api_answers()
+    spec = {"identity": {"serviceUser": "octavia", "endpoints": {"public": None, "internal": None, "admin": None}}}
+    env.kube_api.patch(REF, "octavia", {"spec": spec}, env.ns)
+    with WriteCounter(os_) as w:
+        env.reconcile()
+    cond = env.conditions()["IdentityReady"]
+    assert (cond["status"], cond["reason"]) == ("False", "ServiceUserPasswordUnknown"), cond
+    assert w.writes == []
+    assert running_api_answers()
+
+    env.kube_api.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "seed-octavia", "namespace": env.ns},
+                         "data": {"password": base64.b64encode(seed_pw).decode()}})
+    env.kube_api.patch(REF, "octavia", {"spec": {"identity": {"passwordSecret": {"name": "seed-octavia",
+                                                                                 "key": "password"}}}}, env.ns)
+    env.reconcile_until(lambda: env.conditions()["IdentityReady"]["status"] == "True")
+    cond = env.conditions()["IdentityReady"]
+    assert env.ids()["serviceUserId"] == user.id and env.ids()["serviceId"] == svc.id
+    assert "adopted" in cond["message"] and "user octavia" in cond["message"]
+    # the catalog is untouched: the in-cluster URLs the spec now implies are not written over it
+    assert sorted((e.interface, e.url) for e in os_.identity.endpoints(service_id=svc.id)) == catalog
+    assert "left as it is" in cond["message"]
+    assert base64.b64decode(env.kube_api.get("secrets", "octavia-keystone", env.ns)["data"]["password"]) == seed_pw
+    assert running_api_answers()
+    # and nothing of the seed's goes with the deployment (the fixture's teardown runs under Delete)
 
 
 def test_delete_removes_exactly_what_the_deployment_owns(env):

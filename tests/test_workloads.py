@@ -316,6 +316,61 @@ def test_a_changed_health_manager_list_is_pushed_to_live_amphorae(env, os_db_adm
         db.close()
 
 
+def test_a_failed_amphora_push_is_retried_alone_with_backoff_until_it_succeeds(env, os_db_admin, monkeypatch):
+    """The real Octavia API refuses the config call for one amphora (an ALLOCATED row whose load balancer is
+    missing: a 500). The push is not recorded as done: ServicesReady is False with AmphoraConfigFailed naming
+    it, the amphora is retried alone after the backoff, and once the cause is gone it succeeds and the
+    condition clears."""
+    import uuid
+
+    import pymysql
+    monkeypatch.setenv("OCTAVIA_OPERATOR_AMPHORA_RETRY_DELAY", "3")
+    assert converge(env)["Ready"]["status"] == "True"
+    good, bad, lb_id = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    db = pymysql.connect(host=os_db_admin["host"], port=int(os_db_admin["port"]), user=os_db_admin["user"],
+                         password=os_db_admin["password"], database="octavia", autocommit=True)
+    try:
+        with db.cursor() as cur:
+            cur.execute("INSERT INTO load_balancer (id, project_id, provisioning_status, operating_status, enabled) "
+                        "VALUES (%s, 'test', 'ACTIVE', 'ONLINE', 1)", (lb_id,))
+            cur.execute("INSERT INTO amphora (id, status, cert_busy, load_balancer_id) VALUES "
+                        "(%s, 'ALLOCATED', 0, %s)", (good, lb_id))
+            cur.execute("INSERT INTO amphora (id, status, cert_busy, load_balancer_id) VALUES "
+                        "(%s, 'ALLOCATED', 0, NULL)", (bad,))
+        env.nodes.add("node-2")
+        env.converge(timeout=120, until=lambda: env.conditions().get("ServicesReady", {}).get("reason")
+                     == "AmphoraConfigFailed")
+        st = env.cr()["status"]["amphoraConfig"]
+        assert st["controllerIPPortList"].count(":5555") == 3
+        assert st["failed"] == [bad] and st["attempts"] >= 1 and st["retryAt"]
+        cond = env.conditions()["ServicesReady"]
+        assert cond["status"] == "False" and bad in cond["message"] and "retried at" in cond["message"]
+        assert env.conditions()["Ready"]["status"] == "False"
+
+        # before the retry time: no call at all; after it: only the failed amphora is asked again
+        conn = env.conn()
+        with WriteCounter(conn) as w:
+            env.reconcile()
+        asked = [u for m, u in w.writes if "/amphorae/" in u]
+        assert all(bad in u for u in asked) and not any(good in u for u in asked), asked
+
+        with db.cursor() as cur:   # the cause goes away
+            cur.execute("UPDATE amphora SET load_balancer_id = %s WHERE id = %s", (lb_id, bad))
+        conds = env.converge(timeout=60, until=lambda: env.conditions().get("ServicesReady", {}).get("status")
+                             == "True")
+        assert conds["Ready"]["status"] == "True"
+        st = env.cr()["status"]["amphoraConfig"]
+        assert not st.get("failed") and not st.get("retryAt")
+        with WriteCounter(conn) as w:   # done: nothing is pushed again
+            env.reconcile()
+        assert not [u for m, u in w.writes if "/amphorae/" in u]
+    finally:
+        with db.cursor() as cur:
+            cur.execute("DELETE FROM amphora WHERE id IN (%s, %s)", (good, bad))
+            cur.execute("DELETE FROM load_balancer WHERE id = %s", (lb_id,))
+        db.close()
+
+
 def test_server_side_apply_removes_what_the_spec_dropped_and_leaves_the_rest_alone(env):
     """Children are written with server-side apply under the operator's field manager: a key removed
     from the spec disappears from the child, fields other managers own stay, and a quantity the server

@@ -75,6 +75,9 @@ class Context:
     # status fields steps want written besides conditions (merged into .status)
     status_updates: dict[str, Any] = field(default_factory=dict)
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+    # the identity the OpenStack resources are tagged with (steps.secrets.owner_id): this resource's
+    # uid, or its predecessor's when it was re-created under deletionPolicy Retain
+    owner_id: str | None = None
 
     def event(self, etype: str, reason: str, message: str) -> None:
         self.events.append((etype, reason, message))

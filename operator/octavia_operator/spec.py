@@ -178,7 +178,9 @@ HttpURL = Annotated[str, AfterValidator(_http_url), Field(max_length=4096, json_
 
 class Endpoints(_Model):
     public: HttpURL | None = F(
-        None, "Public URL of the load-balancer API, as clients reach it (default: the internal URL).", max_length=2048)
+        None, "Public URL of the load-balancer API, as clients outside the cluster reach it. Unset: no public "
+        "endpoint is registered (the in-cluster URL is unreachable from outside) and IdentityReady says so.",
+        max_length=2048)
     internal: HttpURL | None = F(
         None, "Internal URL (default: the in-cluster Service, http://octavia-api.<namespace>.svc:9876).",
         max_length=2048)
@@ -201,6 +203,18 @@ class IdentitySpec(_Model):
         "that Octavia's default RBAC policy uses.")
     serviceName: str = F("octavia", "Name of the Keystone service of type load-balancer.", min_length=1, max_length=255)
     endpoints: Endpoints = FF(Endpoints, "Endpoint URLs registered in the Keystone catalog.")
+    passwordSecret: SecretKeyRef | None = F(
+        None, "Secret key holding the password of an existing service user, to adopt a user made by hand "
+        "together with its password: the operator uses it (copied into its own Secret) and never changes it. "
+        "Without it an existing user it did not create is adopted only if the password the operator has "
+        "works, or with resetPassword.")
+    resetPassword: bool = F(
+        False, "Allow resetting the password of an existing service user this operator did not create, when "
+        "the password it has does not work. Services that still use the old password (an Octavia running "
+        "today) fail from then on.")
+    adoptEndpoints: bool = F(
+        False, "When a load-balancer service exists that this operator did not create: rewrite its endpoints "
+        "to these URLs (and add the missing ones). By default they are left exactly as they are.")
 
 
 # ---------------------------------------------------------------------------------------
@@ -650,6 +664,9 @@ class OpenStackStatus(_Model):
 class AmphoraConfigStatus(_Model):
     controllerIPPortList: str | None = F(None, "The [health_manager] controller_ip_port_list pushed.")
     amphoraeConfigured: int | None = F(None, "How many amphorae were asked to reload their configuration.")
+    failed: list[str] | None = F(None, "Amphorae whose configuration push failed: retried, alone, with backoff.")
+    attempts: int | None = F(None, "Failed attempts in a row for those amphorae.")
+    retryAt: str | None = F(None, "When they are asked again (RFC 3339).")
 
 
 class OctaviaDeploymentStatus(_Model):

@@ -28,7 +28,11 @@ class IdentityDesired:
     service_name: str
     service_type: str
     region: str
-    endpoints: Mapping[str, str]  # interface -> URL
+    endpoints: Mapping[str, str]  # interface -> URL (an interface left out is not registered)
+    # an existing user this operator did not create: may its password be reset? (never by default)
+    reset_password: bool = False
+    # an existing service this operator did not create: may its endpoints be rewritten? (never by default)
+    adopt_endpoints: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,7 @@ def desired(spec: OctaviaDeploymentSpec, endpoints: Mapping[str, str]) -> CloudD
             project_domain=ident.projectDomain, roles=tuple(ident.roles),
             lb_roles=LB_ROLES if ident.createLoadBalancerRoles else (),
             service_name=ident.serviceName, service_type=SERVICE_TYPE, region=spec.cloud.region,
-            endpoints=dict(endpoints)),
+            endpoints=dict(endpoints), reset_password=ident.resetPassword, adopt_endpoints=ident.adoptEndpoints),
         image=ImageDesired(tag=img.tag, name=img.name, url=img.url, checksum=img.checksum, image_id=img.id,
                            disk_format=img.diskFormat, prune_superseded=img.pruneSuperseded),
         flavor=FlavorDesired(flavor_id=flv.id, name=flv.name, vcpus=flv.vcpus, ram_mb=flv.ramMB, disk_gb=flv.diskGB),
@@ -168,7 +172,10 @@ def desired(spec: OctaviaDeploymentSpec, endpoints: Mapping[str, str]) -> CloudD
 def endpoint_urls(spec: OctaviaDeploymentSpec, internal_default: str) -> dict[str, str]:
     ep = spec.identity.endpoints
     internal = ep.internal or internal_default
-    return {"public": ep.public or internal, "internal": internal, "admin": ep.admin or internal}
+    out = {"internal": internal, "admin": ep.admin or internal}
+    if ep.public:  # never the in-cluster URL: clients outside the cluster could not reach it
+        out["public"] = ep.public
+    return out
 
 
 def port_name(node: str) -> str:

@@ -470,6 +470,11 @@ def _statefulset(inp: Inputs, name: str, component: str, image: str, port: int, 
                 },
             },
             "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": pvc_spec}],
+            # the data outlives the resource under deletionPolicy Retain (with its password, which
+            # the generated Secret keeps); under Delete it goes with it
+            "persistentVolumeClaimRetentionPolicy": {
+                "whenDeleted": "Delete" if inp.spec.deletionPolicy == "Delete" else "Retain",
+                "whenScaled": "Retain"},
         },
     }
     return [svc, sts]
@@ -567,9 +572,10 @@ GENERATED_SECRETS = {
 
 
 def generated_secret_placeholders(inp: Inputs) -> list[dict[str, Any]]:
-    """The Secrets the steps generate, with placeholder values (for ``render`` only)."""
+    """The Secrets the steps generate, with placeholder values (for ``render`` only). Under
+    deletionPolicy Retain they have no ownerReference: they outlive the resource (steps/secrets.py)."""
     names = n.Names(inp.name)
-    out = []
+    out: list[dict[str, Any]] = []
     for attr, (component, keys) in GENERATED_SECRETS.items():
         if attr == "database_secret" and inp.spec.database.mode == "external":
             continue
@@ -577,5 +583,8 @@ def generated_secret_placeholders(inp: Inputs) -> list[dict[str, Any]]:
             continue
         out.append(_secret(inp, getattr(names, attr), component, {k: "<generated>" for k in keys}))
     if inp.spec.amphora.ssh.enabled:
-        out.append(_secret(inp, names.ssh_secret, "ssh", {"id_ecdsa": "<generated>", "id_ecdsa.pub": "<generated>"}))
+        out.append(_secret(inp, names.ssh_secret, "ssh", {"id_rsa": "<generated>", "id_rsa.pub": "<generated>"}))
+    if inp.spec.deletionPolicy != "Delete":
+        for o in out:
+            del o["metadata"]["ownerReferences"]
     return out

@@ -58,6 +58,8 @@ class IdentityResult:
     created: list[str] = field(default_factory=list)
     adopted: list[str] = field(default_factory=list)
     changes: list[str] = field(default_factory=list)
+    # what was found and deliberately left as it is (an adopted service's endpoints), for the condition
+    kept: list[str] = field(default_factory=list)
 
     @property
     def wrote(self) -> bool:
@@ -222,6 +224,18 @@ def ensure_identity(conn: Any, d: IdentityDesired, uid: str, password: str) -> I
     for obj, kind in ((project, "project"), (user, "user")):
         if obj is not None:
             check_not_foreign(obj, uid, kind)
+    # an existing user this operator did not create runs something already (the seed's Octavia): its
+    # password is reset only when the spec allows it, never by surprise
+    password_ok = True
+    if user is not None:
+        password_ok = password_works(conn, d, password)
+        if not password_ok and not owned_by(user, uid) and not d.reset_password:
+            raise StepError(
+                "ServiceUserPasswordUnknown",
+                f"the service user {d.user!r} exists ({user.id}), this operator did not create it, and the "
+                "password it has does not work. Put the user's password in a Secret and name it in "
+                "identity.passwordSecret (a disabled user fails this check too), or set identity.resetPassword: true (whatever uses the old "
+                "password, such as an Octavia running today, then fails)")
     role_ids: dict[str, str] = {}
     for name in d.roles:
         role = _find_role(conn, name)
@@ -258,10 +272,14 @@ def ensure_identity(conn: Any, d: IdentityDesired, uid: str, password: str) -> I
             _raw(conn, f"setting the default project of user {d.user!r}", "PATCH", f"/users/{user_id}",
                  {"user": {"default_project_id": project.id}})
             changes.append(f"default project of user {d.user} set to {d.project}")
-        if not password_works(conn, d, password):
+        if not password_ok:
             _raw(conn, f"resetting the password of user {d.user!r}", "PATCH", f"/users/{user_id}",
                  {"user": {"password": password}})
-            changes.append(f"password of user {d.user} reset to the operator's")
+            if owned_by(user, uid):
+                changes.append(f"password of user {d.user} reset to the operator's")
+            else:
+                changes.append(f"password of user {d.user} reset to the operator's (identity.resetPassword): "
+                               "services still using the old password now fail")
             log.info("reset the password of user %s (%s)", d.user, user_id)
 
     # -- grants -------------------------------------------------------------------------------
@@ -303,14 +321,25 @@ def ensure_identity(conn: Any, d: IdentityDesired, uid: str, password: str) -> I
             changes.append(f"service {old_name} ({d.service_type}) renamed to {d.service_name}")
 
     # -- endpoints ----------------------------------------------------------------------------
+    # an adopted service's endpoints serve clients today: left exactly as they are unless asked
+    manage_endpoints = owned_by(service, uid) or d.adopt_endpoints
+    kept: list[str] = []
     endpoint_ids: dict[str, str] = {}
     region_checked = False
     for itf in INTERFACES:
         url = d.endpoints.get(itf)
-        if not url:
+        if not url and manage_endpoints:
             continue
         found = _endpoints(conn, service.id, interface=itf, region_id=d.region)
         found = [e for e in found if e.interface == itf and e.region_id == d.region]
+        if not manage_endpoints:
+            if len(found) == 1:
+                endpoint_ids[itf] = found[0].id
+            if url and (len(found) != 1 or found[0].url != url):
+                have = ", ".join(e.url for e in found) or "none"
+                kept.append(f"{itf} endpoint of the adopted service left as it is ({have}; the spec says {url}; "
+                            "identity.adoptEndpoints: true rewrites it)")
+            continue
         if len(found) > 1:
             raise Ambiguous(f"{itf} endpoint of service {d.service_type!r} in region {d.region!r}",
                             [SimpleNamespace(name=e.url, id=e.id) for e in found])
@@ -334,7 +363,7 @@ def ensure_identity(conn: Any, d: IdentityDesired, uid: str, password: str) -> I
 
     return IdentityResult(project_id=project.id, user_id=user_id, service_id=service.id, endpoint_ids=endpoint_ids,
                           role_ids=role_ids, lb_role_ids=lb_role_ids, created=res_created, adopted=res_adopted,
-                          changes=changes)
+                          changes=changes, kept=kept)
 
 
 def _check_region(conn: Any, region: str) -> None:

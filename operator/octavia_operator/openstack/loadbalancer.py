@@ -7,7 +7,7 @@ for every live amphora once the controllers run with the new list.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from .common import call
 from .session import classify
@@ -16,17 +16,19 @@ from .session import classify
 LIVE = ("ALLOCATED",)
 
 
-def push_amphora_config(conn: Any) -> tuple[list[str], list[str]]:
-    """Ask every live amphora to reload its agent configuration; returns (configured IDs, failures)."""
+def push_amphora_config(conn: Any, only: Iterable[str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """Ask every live amphora (or those of ``only`` that are still live) to reload its agent
+    configuration; returns (configured IDs, {failed ID: why})."""
     amphorae = call("listing amphorae", lambda: list(conn.load_balancer.amphorae()))
+    wanted = None if only is None else set(only)
     done: list[str] = []
-    failed: list[str] = []
+    failed: dict[str, str] = {}
     for amp in amphorae:
-        if amp.status not in LIVE:
+        if amp.status not in LIVE or (wanted is not None and amp.id not in wanted):
             continue
         try:
             conn.load_balancer.configure_amphora(amp.id)
             done.append(amp.id)
         except Exception as exc:  # noqa: BLE001 - one amphora must not stop the others
-            failed.append(f"{amp.id}: {classify(exc, 'configuring amphora').message}")
+            failed[amp.id] = classify(exc, "configuring amphora").message
     return done, failed

@@ -7,6 +7,7 @@ what this deployment owns (deletionPolicy Delete).
 """
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from .. import conditions as c
@@ -73,10 +74,26 @@ def service_password(ctx: Context) -> str:
     if "service_password" in ctx.out:
         return ctx.out["service_password"]
     request = ctx.annotations.get(ROTATE_PASSWORD_ANNOTATION)
-    done = (ctx.status.get("rotations") or {}).get("servicePassword")
-    rotate = frozenset({"password"}) if request and request != done else frozenset()
-    data = secrets.ensure_generated(ctx, n.Names(ctx.name).keystone_secret, "identity",
-                                    {"password": secrets.random_password}, rotate=rotate)
+    name = n.Names(ctx.name).keystone_secret
+    live = secrets.read(ctx, name)
+    # handled before: recorded in the status, and on the Secret (which outlives a Retain re-create)
+    done = {(ctx.status.get("rotations") or {}).get("servicePassword"), secrets.handled(live).get("servicePassword")}
+    assert ctx.spec is not None
+    ref = ctx.spec.identity.passwordSecret
+    if ref is not None:  # the user's password for a user made by hand: used as it is, never rotated here
+        given = secrets.user_secret(ctx, ref.name, ref.key, "identity.passwordSecret")
+        data = {k: base64.b64decode(v) for k, v in ((live or {}).get("data") or {}).items()}
+        ignored = request if request and request not in done else None
+        if ignored:
+            ctx.event("Warning", "RotationIgnored", f"rotation request {ignored!r} ignored: the service password "
+                      f"comes from Secret {ref.name} (identity.passwordSecret); change it there and in Keystone")
+        secrets.apply(ctx, name, "identity", {**data, "password": given}, live,
+                      {"servicePassword": ignored} if ignored else None, data_changed=data.get("password") != given)
+        ctx.out["service_password"] = given.decode()
+        return ctx.out["service_password"]
+    rotate = frozenset({"password"}) if request and request not in done else frozenset()
+    data = secrets.ensure_generated(ctx, name, "identity", {"password": secrets.random_password}, rotate=rotate,
+                                    handled_requests={"servicePassword": request} if rotate else None, live=live)
     if rotate:
         ctx.status_updates["rotations"] = {**(ctx.status.get("rotations") or {}),
                                            **(ctx.status_updates.get("rotations") or {}), "servicePassword": request}
@@ -93,22 +110,28 @@ def service_password(ctx: Context) -> str:
 def step_identity(ctx: Context) -> Result:
     from ..openstack import identity
     d = desired(ctx).identity
-    res = identity.ensure_identity(conn(ctx), d, ctx.uid, service_password(ctx))
+    password = service_password(ctx)   # first: the service-user Secret records the owner ID
+    res = identity.ensure_identity(conn(ctx), d, secrets.owner_id(ctx), password)
     ctx.out["identity"] = res
     record(ctx, serviceUserId=res.user_id, serviceProjectId=res.project_id, serviceId=res.service_id,
            endpointIds=dict(sorted(res.endpoint_ids.items())))
     announce(ctx, "identity", res.created, res.changes)
     adopted = f"; adopted: {', '.join(res.adopted)}" if res.adopted else ""
-    return Result.ok("Ready", f"user {d.user} ({res.user_id}) has {', '.join(d.roles)} on project {d.project} "
-                              f"({res.project_id}); service {res.service_id} with {len(res.endpoint_ids)} endpoints "
-                              f"in {d.region}{adopted}")
+    kept = f"; {'; '.join(res.kept)}" if res.kept else ""
+    message = (f"user {d.user} ({res.user_id}) has {', '.join(d.roles)} on project {d.project} ({res.project_id}); "
+               f"service {res.service_id} with {len(res.endpoint_ids)} endpoints in {d.region}{adopted}{kept}")
+    if "public" not in res.endpoint_ids:
+        return Result.ok("NoPublicEndpoint", "no public endpoint in the catalog: clients outside the cluster cannot "
+                                             "find Octavia; set identity.endpoints.public to the URL they reach. "
+                                             + message)
+    return Result.ok("Ready", message)
 
 
 def step_image(ctx: Context) -> Result:
     from ..openstack import image
     d = desired(ctx).image
     project_id = ctx.out["identity"].project_id
-    res = image.ensure_image(conn(ctx), d, ctx.uid, project_id, opener=ctx.out.get("image_opener"))
+    res = image.ensure_image(conn(ctx), d, secrets.owner_id(ctx), project_id, opener=ctx.out.get("image_opener"))
     ctx.out["image"] = res
     record(ctx, imageId=res.image_id, imageOwnerId=res.owner_id)
     announce(ctx, f"image {res.image_id}", res.created, res.changes, res.warnings)
@@ -126,7 +149,7 @@ def step_flavor(ctx: Context) -> Result:
     from ..openstack import compute
     d = desired(ctx).flavor
     project_id = ctx.out["identity"].project_id
-    res = compute.ensure_flavor(conn(ctx), d, ctx.uid, project_id)
+    res = compute.ensure_flavor(conn(ctx), d, secrets.owner_id(ctx), project_id)
     record(ctx, flavorId=res.id)
     announce(ctx, f"flavor {res.id}", res.created, res.changes, res.extra.get("warnings", []))
     return Result.ok("Ready", f"flavor {res.extra.get('name', d.name)} ({res.id})" + (", adopted" if res.adopted else ""))
@@ -153,7 +176,7 @@ def step_keypair(ctx: Context) -> Result:
 
     def pair() -> tuple[bytes, str]:
         if "k" not in key_cache:
-            key_cache["k"] = compute.generate_ssh_keypair(compute.keypair_comment(ctx.uid))
+            key_cache["k"] = compute.generate_ssh_keypair(compute.keypair_comment(secrets.owner_id(ctx)))
         return key_cache["k"]
 
     data = secrets.ensure_generated(ctx, names.ssh_secret, "ssh", {
@@ -174,7 +197,7 @@ def step_network(ctx: Context) -> Result:
     assert spec is not None
     d = desired(ctx).network
     project_id = ctx.out["identity"].project_id
-    res = network.ensure_management_network(conn(ctx), d, ctx.uid, project_id=project_id)
+    res = network.ensure_management_network(conn(ctx), d, secrets.owner_id(ctx), project_id=project_id)
     ctx.out["network"] = res
     record(ctx, networkId=res.network.id, subnetId=res.subnet.id, networkMTU=res.mtu,
            amphoraSecurityGroupId=res.amphora_sg.id, healthManagerSecurityGroupId=res.health_manager_sg.id)
@@ -207,7 +230,7 @@ def step_ports(ctx: Context) -> Result:
     selected = cb.select_nodes(nodes, spec.healthManager.nodeSelector)
     want = cb.ports(selected, spec.healthManager.hostIdAnnotation)
     net = ctx.out["network"]
-    res = network.ensure_ports(conn(ctx), want, ctx.uid, project_id=ctx.out["identity"].project_id,
+    res = network.ensure_ports(conn(ctx), want, secrets.owner_id(ctx), project_id=ctx.out["identity"].project_id,
                                network_id=net.network.id, subnet_id=net.subnet.id,
                                security_group_id=net.health_manager_sg.id)
     ctx.out["ports"] = res
@@ -249,20 +272,21 @@ def teardown(ctx: Context) -> list[str]:
     spec = ctx.spec
     assert spec is not None
     c_ = conn(ctx)
+    owner = secrets.owner_id(ctx)
     st = ctx.status.get(STATUS_KEY) or {}
     done: list[str] = []
     net_id = st.get("networkId")
     from ..openstack.common import owner_tag
     candidates = {net_id} if net_id else set()
-    candidates |= {x.id for x in c_.network.networks(tags=owner_tag(ctx.uid))}  # status may have lost the ID
+    candidates |= {x.id for x in c_.network.networks(tags=owner_tag(owner))}  # status may have lost the ID
     for nid in sorted(candidates):
-        users = network.network_in_use(c_, nid, ctx.uid)
+        users = network.network_in_use(c_, nid, owner)
         if users:
             raise StepError("DeletionBlocked", "the management network is still used by load balancers or "
                             f"amphorae ({'; '.join(users[:5])}): delete them first", retry=True)
     ports = [p.get("portId") for p in (ctx.status.get("healthManagerPorts") or {}).values() if p.get("portId")]
     done += network.delete_owned_network(
-        c_, ctx.uid, network_id=net_id, subnet_id=st.get("subnetId"),
+        c_, owner, network_id=net_id, subnet_id=st.get("subnetId"),
         security_group_ids=[x for x in (st.get("amphoraSecurityGroupId"), st.get("healthManagerSecurityGroupId")) if x],
         port_ids=ports)
     if st.get("keypairName") and st.get("serviceUserId"):
@@ -270,8 +294,8 @@ def teardown(ctx: Context) -> list[str]:
         if "id_rsa.pub" in data:  # as the admin, on the service user's behalf (the user goes next)
             if compute.delete_keypair(c_, st["keypairName"], data["id_rsa.pub"].decode(), user_id=st["serviceUserId"]):
                 done.append(f"key pair {st['keypairName']}")
-    if compute.delete_owned_flavor(c_, ctx.uid, st.get("flavorId")):
+    if compute.delete_owned_flavor(c_, owner, st.get("flavorId")):
         done.append(f"flavor {st.get('flavorId')}")
-    done += [f"image {i}" for i in image.delete_owned_images(c_, ctx.uid)]
-    done += identity.delete_owned_identity(c_, ctx.uid, desired(ctx).identity)
+    done += [f"image {i}" for i in image.delete_owned_images(c_, owner)]
+    done += identity.delete_owned_identity(c_, owner, desired(ctx).identity)
     return done

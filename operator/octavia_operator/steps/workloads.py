@@ -6,6 +6,8 @@ hold every generated value; nothing secret reaches a ConfigMap, the status or an
 """
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import hashlib
 import json
 from typing import Any
@@ -39,15 +41,6 @@ def _apply_all(ctx: Context, objs: list[dict[str, Any]]) -> list[str]:
     if out:
         ctx.event("Normal", "Applied", "; ".join(out))
     return out
-
-
-def _user_secret(ctx: Context, name: str, key: str, what: str) -> bytes:
-    data = ctx.kube.read_secret(ctx.namespace, name)
-    if data is None:
-        raise StepError("SecretNotFound", f"{what}: Secret {ctx.namespace}/{name} does not exist", retry=True)
-    if key not in data:
-        raise StepError("SecretKeyMissing", f"{what}: Secret {name} has no key {key!r}", retry=True)
-    return data[key]
 
 
 # ----------------------------------------------------------------------------------------
@@ -90,13 +83,16 @@ def step_certificates(ctx: Context) -> Result:
         if missing:
             raise StepError("CASecretNotFound", f"CA Secret(s) {', '.join(missing)} do not exist", retry=True)
     name = _names(ctx).certs_secret
-    existing = ctx.kube.read_secret(ctx.namespace, name)
-    # one-shot rotation requests: an annotation whose value differs from the last one handled
+    live = secrets.read(ctx, name)
+    existing = None if live is None else {k: base64.b64decode(v) for k, v in (live.get("data") or {}).items()}
+    # one-shot rotation requests: an annotation whose value differs from the last one handled, as
+    # recorded in the status and on the Secret (which outlives a re-create under Retain)
     handled = dict(ctx.status.get("rotations") or {})
+    on_secret = secrets.handled(live)
     requests = {}
     for flag, annotation in CERT_ROTATIONS.items():
         value = ctx.annotations.get(annotation)
-        if value and value != handled.get(flag):
+        if value and value not in (handled.get(flag), on_secret.get(flag)):
             requests[flag] = value
     try:
         plan = certs.plan_certificates(
@@ -108,9 +104,9 @@ def step_certificates(ctx: Context) -> Result:
     if requests:
         rotations = {**handled, **(ctx.status_updates.get("rotations") or {}), **requests}
         ctx.status_updates["rotations"] = rotations
-    if plan.changed or existing is None:
-        ctx.kube.apply(kb._secret(kb.Inputs(ctx.name, ctx.namespace, ctx.uid, spec), name, "certificates",
-                                  {k: v.decode() for k, v in plan.data.items()}))
+    changed = plan.changed or existing is None
+    secrets.apply(ctx, name, "certificates", plan.data, live, requests, data_changed=changed)
+    if changed:
         ctx.event("Normal", "Certificates", "; ".join(plan.actions) or "certificates written")
     ctx.out["certs_digest"] = hashlib.sha256(json.dumps(
         {k: v.decode() for k, v in sorted(plan.data.items())}).encode()).hexdigest()
@@ -224,12 +220,12 @@ def step_database(ctx: Context) -> Result:
     names = _names(ctx)
     if db.external:
         ref = db.external.connectionSecret
-        ctx.out["database_url"] = _user_secret(ctx, ref.name, ref.key, "database.external").decode()
+        ctx.out["database_url"] = secrets.user_secret(ctx, ref.name, ref.key, "database.external").decode()
         return Result.ok("External", f"using the database in Secret {ref.name}")
     if db.managed:
         from .. import database
         m = db.managed
-        admin_pw = _user_secret(ctx, m.adminSecret.name, m.adminSecret.key, "database.managed").decode()
+        admin_pw = secrets.user_secret(ctx, m.adminSecret.name, m.adminSecret.key, "database.managed").decode()
         data = secrets.ensure_generated(ctx, names.database_secret, "database",
                                         {"password": secrets.random_password})
         pw = data["password"].decode()
@@ -257,7 +253,7 @@ def step_messaging(ctx: Context) -> Result:
     names = _names(ctx)
     if mq.external:
         ref = mq.external.transportURLSecret
-        url = _user_secret(ctx, ref.name, ref.key, "messaging.external").decode().strip()
+        url = secrets.user_secret(ctx, ref.name, ref.key, "messaging.external").decode().strip()
         if "://" not in url:
             raise StepError("InvalidTransportURL", f"the transport_url in Secret {ref.name} is not a URL "
                                                    "(expected rabbit://user:password@host:5672/)")
@@ -266,7 +262,7 @@ def step_messaging(ctx: Context) -> Result:
     if mq.managed:
         from .. import messaging
         m = mq.managed
-        admin_pw = _user_secret(ctx, m.adminSecret.name, m.adminSecret.key, "messaging.managed").decode()
+        admin_pw = secrets.user_secret(ctx, m.adminSecret.name, m.adminSecret.key, "messaging.managed").decode()
         data = secrets.ensure_generated(ctx, names.messaging_secret, "messaging",
                                         {"password": secrets.random_password})
         pw = data["password"].decode()
@@ -498,21 +494,47 @@ def step_services(ctx: Context) -> Result:
 
 def _push_controller_list(ctx: Context, inp: kb.Inputs) -> str:
     """Once the controllers run with a new health-manager list, tell the live amphorae (they keep
-    the list they booted with otherwise); recorded in status so it happens once per change."""
+    the list they booted with otherwise). Recorded in status so that it happens once per change; the
+    amphorae that failed are retried, alone, with backoff, and ServicesReady stays False meanwhile."""
     from ..openstack import loadbalancer
     from ..builders.config import controller_ip_port_list
     current = controller_ip_port_list(inp.spec, inp.cloud)
-    last = (ctx.status.get("amphoraConfig") or {}).get("controllerIPPortList")
-    if last == current:
+    st = ctx.status.get("amphoraConfig") or {}
+    same_list = st.get("controllerIPPortList") == current
+    pending = list(st.get("failed") or []) if same_list else []
+    if same_list and not pending:
         return ""
-    done, failed = loadbalancer.push_amphora_config(ctx.out["cloud"])
-    ctx.status_updates["amphoraConfig"] = {"controllerIPPortList": current, "amphoraeConfigured": len(done)}
+    attempts = int(st.get("attempts") or 0) if same_list else 0
+    due = _parse_time(st.get("retryAt")) if pending else None
+    if due is not None and ctx.now < due:
+        raise TransientError("AmphoraConfigFailed", f"{len(pending)} amphorae have not taken the health-manager "
+                             f"list {current} yet ({', '.join(pending[:5])}); retried at {st['retryAt']}")
+    done, failed = loadbalancer.push_amphora_config(ctx.out["cloud"], only=pending or None)
+    configured = (int(st.get("amphoraeConfigured") or 0) if same_list else 0) + len(done)
+    record: dict[str, Any] = {"controllerIPPortList": current, "amphoraeConfigured": configured}
     if done:
         ctx.event("Normal", "AmphoraConfig", f"asked {len(done)} amphorae to reload their configuration "
                                              f"(health managers: {current})")
-    for f in failed:
-        ctx.event("Warning", "AmphoraConfigFailed", f)
+    if failed:
+        attempts += 1
+        retry_at = ctx.now + dt.timedelta(seconds=_amphora_retry_delay(attempts))
+        record.update({"failed": sorted(failed), "attempts": attempts,
+                       "retryAt": retry_at.strftime("%Y-%m-%dT%H:%M:%SZ")})
+        ctx.status_updates["amphoraConfig"] = record
+        for amp_id, why in sorted(failed.items()):
+            ctx.event("Warning", "AmphoraConfigFailed", f"amphora {amp_id}: {why}")
+        raise TransientError("AmphoraConfigFailed", f"{len(failed)} amphorae did not take the health-manager list "
+                             f"{current} (attempt {attempts}; retried at {record['retryAt']}): "
+                             + "; ".join(f"{k}: {v}" for k, v in sorted(failed.items())[:5]))
+    ctx.status_updates["amphoraConfig"] = record
     return f"; {len(done)} amphorae told about the health managers {current}" if done else ""
+
+
+def _amphora_retry_delay(attempt: int) -> float:
+    """Delay before failed amphorae are asked again: base * 2^(attempt-1), capped at 30 minutes."""
+    import os
+    base = float(os.environ.get("OCTAVIA_OPERATOR_AMPHORA_RETRY_DELAY", "30"))
+    return min(base * 2 ** max(attempt - 1, 0), 1800.0)
 
 
 __all__ = ["step_certificates", "step_database", "step_messaging", "step_config", "step_dbsync",
@@ -529,14 +551,14 @@ def teardown_backing_services(ctx: Context) -> list[str]:
     if spec.database.managed:
         from .. import database
         m = spec.database.managed
-        admin_pw = _user_secret(ctx, m.adminSecret.name, m.adminSecret.key, "database.managed").decode()
+        admin_pw = secrets.user_secret(ctx, m.adminSecret.name, m.adminSecret.key, "database.managed").decode()
         res = database.drop_database_and_user(database.AdminCredentials(m.host, m.port, m.adminUser, admin_pw),
                                               m.databaseName, m.userName, m.userHost)
         done += res.changes
     if spec.messaging.managed:
         from .. import messaging
         q = spec.messaging.managed
-        admin_pw = _user_secret(ctx, q.adminSecret.name, q.adminSecret.key, "messaging.managed").decode()
+        admin_pw = secrets.user_secret(ctx, q.adminSecret.name, q.adminSecret.key, "messaging.managed").decode()
         res = messaging.delete_vhost_and_user(messaging.MgmtCredentials(str(q.managementURL), q.adminUser, admin_pw),
                                               q.vhost, q.userName)
         done += res.changes
