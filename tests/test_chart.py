@@ -90,7 +90,7 @@ def test_crds_are_accepted_by_the_api_server(kube_cluster):
     _require(CRD_SOURCE)
     crds = chart_crds()
     assert {c["metadata"]["name"] for c in crds} == {
-        "octaviadeployments.octavia-operator.dev", "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
+        "octaviadeployments.octavia-operator.dev"}
     assert k8stools.server_dry_run(kube_cluster, crds, apply=True) == []
     # the floor knows every field of the CRD objects themselves
     assert k8stools.validate_manifests(crds, k8s_version=FLOOR) == []
@@ -114,8 +114,9 @@ def test_kube_version_floor():
 VARIANTS = {
     "default": [],
     "watch-namespace": ["--set", "watchNamespace=openstack"],
-    "peering": ["--set", "peering.enabled=true", "--set", "replicaCount=2"],
-    "peering-namespaced": ["--set", "peering.enabled=true", "--set", "watchNamespace=openstack"],
+    "ha": ["--set", "replicaCount=3"],
+    "ha-namespaced": ["--set", "replicaCount=2", "--set", "watchNamespace=openstack"],
+    "no-leader-election": ["--set", "leaderElection.enabled=false"],
     "custom": ["--set", "image.tag=1.2.3", "--set", "logLevel=debug", "--set", "liveness.enabled=false",
                "--set", "serviceAccount.name=op", "--set-json", 'extraArgs=["--priority=10"]',
                "--set-json", 'imagePullSecrets=[{"name":"regcred"}]',
@@ -184,7 +185,7 @@ def test_default_deployment():
     assert c["command"] == ["octavia-operator"]
     assert c["args"][:3] == ["run", "--all-namespaces", "--standalone"]
     assert dep["metadata"]["namespace"] == NAMESPACE
-    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
+    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "RollingUpdate"
     pod = dep["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -209,8 +210,11 @@ def test_custom_values_reach_the_deployment():
 
 
 def test_invalid_values_are_refused():
-    res = helm("template", RELEASE, str(CHART), "--set", "replicaCount=2", check=False)
-    assert res.returncode != 0 and "peering" in res.stderr
+    res = helm("template", RELEASE, str(CHART), "--set", "replicaCount=2", "--set", "leaderElection.enabled=false",
+               check=False)
+    assert res.returncode != 0 and "leaderElection" in res.stderr
+    res = helm("template", RELEASE, str(CHART), "--set", "leaderElection.renewDeadlineSeconds=20", check=False)
+    assert res.returncode != 0 and "renewDeadlineSeconds < leaseDurationSeconds" in res.stderr
     res = helm("template", RELEASE, str(CHART), "--set", "logLevel=loud", check=False)
     assert res.returncode != 0 and "logLevel" in res.stderr
 
@@ -226,20 +230,23 @@ def _rules(obj):
 NAMESPACED_RESOURCES = {"secrets", "configmaps", "services", "serviceaccounts", "persistentvolumeclaims",
                         "deployments", "statefulsets", "daemonsets", "jobs", "poddisruptionbudgets",
                         "pods", "pods/log", "events", "octaviadeployments", "octaviadeployments/status",
-                        "octaviadeployments/finalizers", "kopfpeerings"}
+                        "octaviadeployments/finalizers"}
 
 
 def test_rbac_all_namespaces_is_least_privilege():
     objs = render()
     (role,) = by_kind(objs, "ClusterRole")
     (binding,) = by_kind(objs, "ClusterRoleBinding")
-    assert not by_kind(objs, "Role") and not by_kind(objs, "RoleBinding")
+    # the only namespaced grant: the leader-election Lease, in the operator's own namespace
+    (lease_role,) = by_kind(objs, "Role")
+    assert lease_role["metadata"]["namespace"] == NAMESPACE
+    assert _rules(lease_role) == [("coordination.k8s.io", "leases", v) for v in ("get", "create", "patch")]
     rules = _rules(role)
     assert all("*" not in t for t in rules)
     assert not {v for _, _, v in rules} & {"escalate", "bind", "impersonate", "deletecollection", "update"} - {
         v for _, r, v in rules if r == "octaviadeployments/finalizers"}
     res = {r for _, r, _ in rules}
-    assert res == NAMESPACED_RESOURCES - {"kopfpeerings"} | {"nodes", "customresourcedefinitions", "namespaces"}
+    assert res == NAMESPACED_RESOURCES | {"nodes", "customresourcedefinitions", "namespaces"}
     # no get: the operator lists nodes (and patches the o-hm0 ready label), it never reads one by name
     assert {v for _, r, v in rules if r == "nodes"} == {"list", "watch", "patch"}
     assert {v for _, r, v in rules if r == "pods/log"} == {"get"}
@@ -253,11 +260,10 @@ def test_rbac_all_namespaces_is_least_privilege():
 
 def test_rbac_watch_namespace_uses_a_role_there():
     objs = render(*VARIANTS["watch-namespace"])
-    (role,) = by_kind(objs, "Role")
-    (rb,) = by_kind(objs, "RoleBinding")
+    [role] = [r for r in by_kind(objs, "Role") if r["metadata"]["namespace"] == "openstack"]
+    [rb] = [r for r in by_kind(objs, "RoleBinding") if r["metadata"]["namespace"] == "openstack"]
     (crole,) = by_kind(objs, "ClusterRole")
-    assert role["metadata"]["namespace"] == rb["metadata"]["namespace"] == "openstack"
-    assert {r for _, r, _ in _rules(role)} == NAMESPACED_RESOURCES - {"kopfpeerings"}
+    assert {r for _, r, _ in _rules(role)} == NAMESPACED_RESOURCES
     # only truly cluster-scoped things stay in the ClusterRole; no namespace listing needed
     assert {r for _, r, _ in _rules(crole)} == {"nodes", "customresourcedefinitions"}
     assert rb["subjects"][0]["namespace"] == NAMESPACE
@@ -265,18 +271,21 @@ def test_rbac_watch_namespace_uses_a_role_there():
     assert "--namespace=openstack" in c["args"] and "--all-namespaces" not in c["args"]
 
 
-def test_peering():
-    objs = render(*VARIANTS["peering"])
-    (peering,) = by_kind(objs, "ClusterKopfPeering")
+def test_leader_election():
+    """On by default (even with one replica: a rolling upgrade then never runs two operators at once)."""
+    for variant, replicas in (("default", 1), ("ha", 3), ("ha-namespaced", 2)):
+        objs = render(*VARIANTS[variant])
+        dep, c = _container(objs)
+        assert dep["spec"]["replicas"] == replicas and dep["spec"]["strategy"]["type"] == "RollingUpdate"
+        assert "--standalone" in c["args"] and "--lease=octavia-operator" in c["args"]
+        assert f"--lease-namespace={NAMESPACE}" in c["args"]
+        assert {"--lease-duration=15", "--renew-deadline=10", "--retry-period=2"} <= set(c["args"])
+        assert any(r["metadata"]["name"].endswith("-leader-election") for r in by_kind(objs, "RoleBinding"))
+        assert not by_kind(objs, "ClusterKopfPeering") and not by_kind(objs, "KopfPeering")
+    objs = render(*VARIANTS["no-leader-election"])
     dep, c = _container(objs)
-    assert f"--peering={peering['metadata']['name']}" in c["args"] and "--standalone" not in c["args"]
-    assert dep["spec"]["replicas"] == 2 and dep["spec"]["strategy"]["type"] == "RollingUpdate"
-    assert ("kopf.dev", "clusterkopfpeerings", "patch") in _rules(by_kind(objs, "ClusterRole")[0])
-    objs = render(*VARIANTS["peering-namespaced"])
-    (peering,) = by_kind(objs, "KopfPeering")
-    assert peering["metadata"]["namespace"] == "openstack"
-    assert ("kopf.dev", "kopfpeerings", "patch") in _rules(by_kind(objs, "Role")[0])
-    assert not any(r == "clusterkopfpeerings" for _, r, _ in _rules(by_kind(objs, "ClusterRole")[0]))
+    assert dep["spec"]["strategy"]["type"] == "Recreate" and not any(a.startswith("--lease") for a in c["args"])
+    assert not by_kind(objs, "Role")
 
 
 # ----------------------------------------------------------------------------- deploy/operator.yaml
@@ -297,7 +306,7 @@ def test_operator_yaml_passes_strict_validation(kube_cluster):
     assert k8stools.server_dry_run(kube_cluster, objs, apply=True) == []
     assert k8stools.validate_manifests(objs, k8s_version=FLOOR) == []
     kinds = [o["kind"] for o in objs]
-    assert kinds.count("CustomResourceDefinition") == 3
+    assert kinds.count("CustomResourceDefinition") == 1
     (ns,) = by_kind(objs, "Namespace")
     assert ns["metadata"]["name"] == NAMESPACE
     # the CRDs and the Namespace come before anything that needs them

@@ -33,11 +33,12 @@ ADMISSION_ONLY = {("octavia-operator.dev", "octaviadeployments/finalizers", "upd
 
 
 def granted() -> set[tuple[str, str, str]]:
-    """(apiGroup, resource[/subresource], verb) of the ClusterRole in deploy/operator.yaml (the chart's
-    default values, all namespaces)."""
-    [role] = [d for d in yaml.safe_load_all(OPERATOR_YAML.read_text()) if d and d["kind"] == "ClusterRole"]
-    return {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
-            for v in rule["verbs"]}
+    """(apiGroup, resource[/subresource], verb) of the ClusterRole and the leader-election Role in
+    deploy/operator.yaml (the chart's default values, all namespaces)."""
+    roles = [d for d in yaml.safe_load_all(OPERATOR_YAML.read_text()) if d and d["kind"] in ("ClusterRole", "Role")]
+    assert [r["kind"] for r in roles] == ["ClusterRole", "Role"]   # the Role: the leader-election Lease
+    return {(g, r, v) for role in roles for rule in role["rules"] for g in rule["apiGroups"]
+            for r in rule["resources"] for v in rule["verbs"]}
 
 
 def used(events: list[dict]) -> tuple[set[tuple[str, str, str]], list[str]]:

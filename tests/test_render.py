@@ -237,5 +237,5 @@ def test_crd_subcommand_prints_the_crd():
 def test_run_subcommand_takes_kopfs_flags():
     res = subprocess.run(operator_cli() + ["run", "--help"], capture_output=True, text=True)
     assert res.returncode == 0
-    for flag in ("--all-namespaces", "--namespace", "--standalone", "--liveness", "--peering"):
+    for flag in ("--all-namespaces", "--namespace", "--standalone", "--liveness", "--lease", "--lease-namespace"):
         assert flag in res.stdout, flag

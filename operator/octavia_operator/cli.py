@@ -69,14 +69,108 @@ def cmd_crd(args: argparse.Namespace) -> int:
     return 0
 
 
+LEADER_FLAGS = {"--lease": "lease", "--lease-namespace": "lease_namespace", "--lease-duration": "lease_duration",
+                "--renew-deadline": "renew_deadline", "--retry-period": "retry_period"}
+
+
+def _split_run_args(rest: list[str]) -> tuple[dict[str, str], list[str]]:
+    """This command's own flags (leader election) apart from kopf's."""
+    own: dict[str, str] = {}
+    kopf_args: list[str] = []
+    it = iter(rest)
+    for a in it:
+        flag, eq, value = a.partition("=")
+        if flag in LEADER_FLAGS:
+            if not eq:
+                value = next(it, "")
+            if not value:
+                raise SystemExit(f"octavia-operator run: {flag} needs a value")
+            own[LEADER_FLAGS[flag]] = value
+        else:
+            kopf_args.append(a)
+    return own, kopf_args
+
+
+def _standby_liveness(kopf_args: list[str]) -> Any:
+    """While waiting for the Lease, answer 200 on kopf's --liveness URL (kopf serves it once it runs)."""
+    import contextlib
+    import http.server
+    import threading
+    from urllib.parse import urlsplit
+
+    url = next((a.partition("=")[2] for a in kopf_args if a.startswith("--liveness=")), None)
+    if url is None and "--liveness" in kopf_args:
+        i = kopf_args.index("--liveness")
+        url = kopf_args[i + 1] if i + 1 < len(kopf_args) else None
+    if not url:
+        return contextlib.nullcontext()
+    parts = urlsplit(url)
+
+    class Alive(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            self.send_response(200 if self.path.split("?")[0] == (parts.path or "/") else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"standby": true}')
+
+        def log_message(self, *a: Any) -> None:
+            pass
+
+    @contextlib.contextmanager
+    def serving() -> Any:
+        server = http.server.ThreadingHTTPServer((parts.hostname or "0.0.0.0", parts.port or 80), Alive)
+        thread = threading.Thread(target=server.serve_forever, name="standby-liveness", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            server.shutdown()
+            server.server_close()
+    return serving()
+
+
 def cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
+    import logging
+    import os
+
     from kopf.cli import main as kopf_main
 
+    if "--help" in rest or "-h" in rest:
+        print("Leader election between replicas (octavia-operator's own flags; kopf's follow):\n"
+              "  --lease NAME            hold the coordination.k8s.io Lease NAME while acting; stand by otherwise\n"
+              "  --lease-namespace NS    its namespace (default: $POD_NAMESPACE)\n"
+              "  --lease-duration S      15   --renew-deadline S  10   --retry-period S  2\n")
+    own, rest = _split_run_args(rest)
+    election = None
+    if "lease" in own:
+        if any(a.startswith("--peering") for a in rest):
+            raise SystemExit("octavia-operator run: --lease replaces kopf's --peering; give one of them")
+        from .handlers import kube
+        from .leader import LeaderElection, default_identity
+        logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(name)-20s [%(levelname)-8s] %(message)s")
+        election = LeaderElection(
+            kube(), own.get("lease_namespace") or os.environ.get("POD_NAMESPACE") or "default", own["lease"],
+            default_identity(), float(own.get("lease_duration", 15)), float(own.get("renew_deadline", 10)),
+            float(own.get("retry_period", 2)))
+        with _standby_liveness(rest):   # a standby is alive: its liveness probe must not kill it
+            election.acquire()
+
+        def lost(reason: str) -> None:
+            logging.getLogger("octavia_operator.leader").error("leader election: lost the lead (%s); exiting "
+                                                              "at once so that only one operator acts", reason)
+            logging.shutdown()
+            os._exit(75)
+        election.keep(lost)
+        if "--standalone" not in rest:   # the Lease is the only election: kopf must not look for peers
+            rest = [*rest, "--standalone"]
     argv = ["run", "-m", "octavia_operator.handlers", *rest]
     try:
         kopf_main(args=argv, prog_name="octavia-operator", standalone_mode=True)
     except SystemExit as exc:
         return int(exc.code or 0)
+    finally:
+        if election is not None:
+            election.release()
     return 0
 
 
@@ -89,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
                     "CustomResourceDefinition (crd).")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run the operator (kopf's flags: --namespace/-n NS, --all-namespaces/-A, "
-                               "--standalone, --liveness URL, --peering NAME, --verbose, --debug)",
+                               "--standalone, --liveness URL, --verbose, --debug; leader election between "
+                               "replicas: --lease NAME [--lease-namespace NS, default $POD_NAMESPACE] "
+                               "[--lease-duration 15] [--renew-deadline 10] [--retry-period 2])",
                    add_help=False)
     p = sub.add_parser("render", help="print, offline, every Kubernetes object the operator would create")
     p.add_argument("-f", "--filename", required=True, help="file with OctaviaDeployment resources ('-' = stdin)")

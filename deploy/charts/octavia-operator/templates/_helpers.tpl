@@ -97,12 +97,6 @@ namespaces, a Role in watchNamespace otherwise). docs/install.md explains each r
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "list"]
-{{- if and .Values.peering.enabled .Values.watchNamespace }}
-# kopf peering (leader election) in the watched namespace.
-- apiGroups: ["kopf.dev"]
-  resources: ["kopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
-{{- end }}
 {{- end }}
 
 {{/* Cluster-scoped rules, needed in both modes. */}}
@@ -123,11 +117,5 @@ namespaces, a Role in watchNamespace otherwise). docs/install.md explains each r
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
-{{- if .Values.peering.enabled }}
-# kopf peering (leader election) across the cluster.
-- apiGroups: ["kopf.dev"]
-  resources: ["clusterkopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
-{{- end }}
 {{- end }}
 {{- end }}
