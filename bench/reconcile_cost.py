@@ -35,7 +35,7 @@ def main() -> None:
     from octd_helpers import credentials_secret, random_cidr, serve_image, spec_for, volumes_for
     from oscount import WriteCounter
     from octavia_operator import handlers
-    from octavia_operator import reconcile as r
+    from octavia_operator.steps import runner as r
     from octavia_operator.spec import parse_spec
     from octavia_operator.steps import cloud as cloud_steps
 

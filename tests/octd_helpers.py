@@ -16,8 +16,8 @@ import yaml
 
 from cloud.plugin import tiny_qcow2
 from octavia_operator import handlers
-from octavia_operator import reconcile as r
-from octavia_operator.k8s import Kube
+from octavia_operator.steps import runner as r
+from octavia_operator.backends.kube import Kube
 from octavia_operator.steps import cloud as cloud_steps
 
 CRD = "deploy/crds/octaviadeployments.octavia-operator.dev.yaml"

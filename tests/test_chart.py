@@ -250,7 +250,7 @@ def test_rbac_all_namespaces_is_least_privilege():
     # no get: the operator lists nodes (and patches the o-hm0 ready label), it never reads one by name
     assert {v for _, r, v in rules if r == "nodes"} == {"list", "watch", "patch"}
     assert {v for _, r, v in rules if r == "pods/log"} == {"get"}
-    assert {v for _, r, v in rules if r == "pods"} == {"list", "watch"}
+    assert {v for _, r, v in rules if r == "pods"} == {"list"}
     assert {v for _, r, v in rules if r == "secrets"} == {"get", "list", "watch", "create", "patch"}
     # delete only for the db-sync Jobs, embedded servers' StatefulSets and their claims that never bound
     assert {r for _, r, v in rules if v == "delete"} == {"jobs", "statefulsets", "persistentvolumeclaims"}

@@ -6,8 +6,9 @@ import socket
 import pytest
 import yaml
 
-from octavia_operator import reconcile as r
-from octavia_operator.openstack import session
+from octavia_operator import errors
+from octavia_operator.steps import runner as r
+from octavia_operator.backends.openstack import session
 
 pytestmark = pytest.mark.openstack
 
@@ -34,9 +35,9 @@ def test_connects_and_authenticates_with_a_clouds_yaml_from_a_secret(os_cloud_co
 def test_wrong_password_is_a_user_error(os_cloud_config, unique_name):
     data, _ = _clouds_yaml(os_cloud_config, password="wrong-" + unique_name)
     conn = session.connect(data, "admin-cloud", os_cloud_config["region"], "public")
-    with pytest.raises(r.StepError) as err:
+    with pytest.raises(errors.StepError) as err:
         session.probe(conn)
-    assert not isinstance(err.value, r.TransientError)
+    assert not isinstance(err.value, errors.TransientError)
     assert err.value.reason == "CloudAuthFailed"
     assert "wrong-" not in err.value.message  # never echo a credential
 
@@ -47,7 +48,7 @@ def test_unreachable_keystone_is_transient(os_cloud_config):
         port = s.getsockname()[1]
     data, _ = _clouds_yaml(os_cloud_config, auth_url=f"http://127.0.0.1:{port}/v3")
     conn = session.connect(data, "admin-cloud", os_cloud_config["region"], "public")
-    with pytest.raises(r.TransientError) as err:
+    with pytest.raises(errors.TransientError) as err:
         session.probe(conn)
     assert err.value.reason == "CloudUnreachable"
 

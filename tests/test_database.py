@@ -10,8 +10,8 @@ from urllib.parse import unquote, urlsplit
 import pymysql
 import pytest
 
-from octavia_operator import database as db
-from octavia_operator.reconcile import StepError, TransientError
+from octavia_operator.backends import database as db
+from octavia_operator.errors import StepError, TransientError
 
 pytestmark = pytest.mark.openstack
 

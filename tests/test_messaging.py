@@ -16,9 +16,10 @@ from urllib.parse import quote, unquote, urlsplit
 import pytest
 import requests
 
-from octavia_operator import messaging as mq
+from octavia_operator.backends import messaging as mq
 from octavia_operator import names as n
-from octavia_operator.reconcile import Context, StepError, TransientError
+from octavia_operator.steps.runner import Context
+from octavia_operator.errors import StepError, TransientError
 from octavia_operator.spec import OctaviaDeploymentSpec
 from octavia_operator.steps import workloads
 from rabbitmq.amqp_login import amqp_login

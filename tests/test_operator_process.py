@@ -80,8 +80,8 @@ def deployment(kube_cluster, kube_namespace, kube_nodes, operator_sa, os_cloud, 
 
 def teardown_cloud(obj: dict, d: dict, owner_id: str | None = None) -> list[str]:
     """The operator's own teardown of what a deployment owns, from its last status (no Kubernetes needed)."""
-    from octavia_operator import reconcile as r
-    from octavia_operator.openstack import session
+    from octavia_operator.steps import runner as r
+    from octavia_operator.backends.openstack import session
     from octavia_operator.spec import parse_spec
     from octavia_operator.steps import cloud as cloud_steps
 
@@ -184,6 +184,15 @@ def test_lifecycle_from_missing_credentials_to_deletion(kube_cluster, deployment
         op.wait_for(lambda: conditions(api.get(REF, "octavia", ns))["Ready"]["status"] == "True", timeout=120,
                     message="Ready again after the rotation")
 
+        # one status writer: every status write went through the operator's own serialised path (its
+        # client names its field manager), none through kopf's patch after a handler returned
+        writes = [e for e in kube_cluster.audit(op.identity.username, op.started) if e["verb"] == "patch"
+                  and (e.get("objectRef") or {}).get("resource") == "octaviadeployments"
+                  and (e.get("objectRef") or {}).get("subresource") == "status"]
+        assert writes, "no status write at all"
+        assert all("fieldManager=octavia-operator" in e["requestURI"] for e in writes), sorted(
+            {e["requestURI"] for e in writes if "fieldManager=octavia-operator" not in e["requestURI"]})
+
         # deletionPolicy Delete: the finalizer deletes what the deployment owns in OpenStack, then the
         # real garbage collector removes every child
         api.delete(REF, "octavia", ns)
@@ -278,3 +287,67 @@ def test_sigkill_and_restart_converge_without_duplicates(kube_cluster, deploymen
         assert len(list(os_.network.ports(name=f"octavia-health-manager-{n_}",
                                           network_id=obj["status"]["openstack"]["networkId"]))) == 1
     assert len([u for u in os_.identity.users() if u.name == f"octavia-{sfx}"]) == 1
+
+
+def test_node_heartbeats_of_hundreds_of_nodes_cost_nothing_while_unconverged(kube_cluster, deployment, run_operator,
+                                                                            os_cloud_config):
+    """200 kwok nodes more, and a deployment that stays unconverged (its allocation pool has one address
+    for two health-manager ports: AllocationPoolExhausted, which waits for the user). Node heartbeats and
+    other changes that do not matter (status, an unrelated annotation) of all of them, three rounds, cost
+    no OpenStack request and no LIST of nodes; a change that matters (a node starts matching the
+    selector) is still acted upon. OpenStack requests are counted by a proxy in front of every API."""
+    import datetime as dt
+
+    from cloud.proxy import ProxiedCloud
+    from kube.cluster import KWOK_ANNOTATION
+    api, ns, admin = kube_cluster.api, deployment["ns"], kube_cluster.admin
+    proxied = ProxiedCloud(deployment["os"], os_cloud_config["clouds_yaml"], os_cloud_config["cloud"])
+    extra = [f"storm-{i:03d}" for i in range(200)]
+    spec = dict(deployment["spec"])
+    mn = dict(spec["managementNetwork"])
+    start = mn["allocationPool"]["start"]
+    spec["managementNetwork"] = {**mn, "allocationPool": {"start": start, "end": start}}
+    requests = lambda: sum(len(p.requests) for p in proxied.proxies.values())  # noqa: E731
+    try:
+        for name in extra:
+            admin.create({"apiVersion": "v1", "kind": "Node", "metadata": {
+                "name": name, "labels": {"kubernetes.io/hostname": name, "type": "kwok"},
+                "annotations": {KWOK_ANNOTATION: "fake"}}})
+        api.create(credentials_secret(ns, proxied.clouds_yaml("admin-cloud")))
+        # no retry and no drift timer inside the measurement: only events could cause requests
+        slow = {"OCTAVIA_OPERATOR_RETRY_DELAY": "600", "OCTAVIA_OPERATOR_RETRY_MAX": "600"}
+        with run_operator(ns, env=slow) as op:
+            api.create(resource(ns, spec))
+            op.wait_for(lambda: conditions(api.get(REF, "octavia", ns)).get("HealthManagerPortsReady", {}).get(
+                "reason") == "AllocationPoolExhausted", timeout=180, message="AllocationPoolExhausted")
+            # quiet first: the last request some seconds ago
+            last = [requests(), time.monotonic()]
+
+            def quiet() -> bool:
+                n = requests()
+                if n != last[0]:
+                    last[:] = [n, time.monotonic()]
+                return time.monotonic() - last[1] > 4
+            op.wait_for(quiet, timeout=60, message="the operator goes quiet")
+            before, since = requests(), dt.datetime.now(dt.timezone.utc)
+            for rnd in range(3):
+                now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                for name in extra + ["node-0", "node-1"]:
+                    admin.patch("v1", "Node", name, {"metadata": {"annotations": {"example.com/heartbeat": str(rnd)}}})
+                    admin.patch("v1", "Node", name, {"status": {"conditions": [
+                        {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kwok",
+                         "lastHeartbeatTime": now, "lastTransitionTime": now}]}}, subresource="status")
+            time.sleep(4)   # > the debounce: a scheduled reconcile would have run
+            storm = requests() - before
+            assert storm == 0, f"{storm} OpenStack requests caused by node events that do not matter"
+            lists = [e for e in kube_cluster.audit(op.identity.username, since)
+                     if e["verb"] == "list" and (e.get("objectRef") or {}).get("resource") == "nodes"]
+            assert lists == [], f"{len(lists)} LISTs of nodes during the storm"
+
+            # a change that matters is still seen: a node becomes a control-plane node, so it is selected
+            admin.patch("v1", "Node", extra[0], {"metadata": {"labels": {"node-role.kubernetes.io/control-plane": ""}}})
+            op.wait_for(lambda: requests() > before, timeout=30, message="a reconcile after a relevant change")
+    finally:
+        proxied.stop()
+        for name in extra:
+            admin.delete("v1", "Node", name)

@@ -9,10 +9,10 @@ import pytest
 from oscount import WriteCounter
 
 from octavia_operator.builders.cloud import FlavorDesired
-from octavia_operator.openstack import compute as cp
-from octavia_operator.openstack import quotas as qt
-from octavia_operator.openstack.common import marker
-from octavia_operator.reconcile import StepError
+from octavia_operator.backends.openstack import compute as cp
+from octavia_operator.backends.openstack import quotas as qt
+from octavia_operator.backends.openstack.common import marker
+from octavia_operator.errors import StepError
 
 cloud = pytest.mark.openstack
 

@@ -18,9 +18,9 @@ from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3 as ks_v3
 
 from octavia_operator.builders.cloud import LB_ROLES, IdentityDesired
-from octavia_operator.openstack import identity
-from octavia_operator.openstack.common import marker
-from octavia_operator.reconcile import StepError, TransientError
+from octavia_operator.backends.openstack import identity
+from octavia_operator.backends.openstack.common import marker
+from octavia_operator.errors import StepError, TransientError
 from oscount import WriteCounter
 
 pytestmark = pytest.mark.openstack

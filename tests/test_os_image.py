@@ -17,9 +17,9 @@ from cloud.plugin import tiny_qcow2
 from oscount import WriteCounter
 
 from octavia_operator.builders.cloud import ImageDesired
-from octavia_operator.openstack import image as im
-from octavia_operator.openstack.common import MANAGED_TAG, owner_tag, owner_tags
-from octavia_operator.reconcile import StepError, TransientError
+from octavia_operator.backends.openstack import image as im
+from octavia_operator.backends.openstack.common import MANAGED_TAG, owner_tag, owner_tags
+from octavia_operator.errors import StepError, TransientError
 
 cloud = pytest.mark.openstack
 MiB = 1 << 20

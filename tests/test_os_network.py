@@ -17,9 +17,9 @@ import requests
 from openstack import exceptions as sdk
 
 from octavia_operator.builders.cloud import HEALTH_MGR_DEVICE_OWNER, desired as cloud_desired, ports as port_builder
-from octavia_operator.openstack import network as nw
-from octavia_operator.openstack.common import marker, owner_tag, owner_tags
-from octavia_operator.reconcile import StepError, TransientError
+from octavia_operator.backends.openstack import network as nw
+from octavia_operator.backends.openstack.common import marker, owner_tag, owner_tags
+from octavia_operator.errors import StepError, TransientError
 from octavia_operator.spec import OctaviaDeploymentSpec
 from oscount import WriteCounter
 

@@ -13,7 +13,8 @@ import pytest
 from octd_helpers import REF, env, image_url  # noqa: F401 - fixtures
 from oscount import WriteCounter
 from octavia_operator import handlers
-from octavia_operator import reconcile as r
+from octavia_operator import errors
+from octavia_operator.steps import runner as r
 from octavia_operator.steps import cloud as cloud_steps
 
 pytestmark = [pytest.mark.openstack, pytest.mark.kube]
@@ -41,7 +42,7 @@ def test_creates_every_resource_then_a_second_reconcile_writes_nothing(env):
     # the service user's password is in a Secret owned by the deployment, and it works
     secret = env.kube_api.get("secrets", "octavia-keystone", env.ns)
     assert secret["metadata"]["ownerReferences"][0]["uid"] == ctx.uid
-    from octavia_operator.openstack import compute
+    from octavia_operator.backends.openstack import compute
     svc_conn = compute.connect_as(os_, f"octavia-{sfx}", base64.b64decode(secret["data"]["password"]).decode(),
                                   "service", "Default", "Default")
     svc_conn.authorize()
@@ -266,7 +267,7 @@ def test_delete_is_refused_while_amphorae_use_the_network(env):
     from octavia_operator.spec import parse_spec
     ctx.spec = parse_spec(ctx.raw_spec)
     ctx.out["cloud"] = handlers.cloud_from_secret(ctx)
-    with pytest.raises(r.StepError) as err:
+    with pytest.raises(errors.StepError) as err:
         cloud_steps.teardown(ctx)
     assert err.value.reason == "DeletionBlocked"
     assert amp.id in err.value.message or f"amphora-{env.sfx}" in err.value.message

@@ -7,7 +7,8 @@ import pytest
 
 from octavia_operator import conditions as c
 from octavia_operator import handlers
-from octavia_operator import reconcile as r
+from octavia_operator import errors
+from octavia_operator.steps import runner as r
 from octavia_operator.steps import STEPS
 
 SPEC = {"cloud": {"credentialsSecret": {"name": "openstack-admin"}}}
@@ -33,7 +34,7 @@ def make_ctx(spec=None, status=None, cloud=None, generation=1, now=None):
 
 @pytest.fixture
 def probe_ok(monkeypatch):
-    from octavia_operator.openstack import session
+    from octavia_operator.backends.openstack import session
     monkeypatch.setattr(session, "probe", lambda conn: {"auth_url": "http://ks/v3", "user": "admin",
                                                         "project": "admin", "region": "RegionOne"})
 
@@ -59,7 +60,7 @@ def test_steps_report_one_condition_each_plus_ready(probe_ok):
 
 def test_steps_wait_for_their_dependencies_and_ready_names_the_first_failure():
     def unreachable(ctx):
-        raise r.TransientError("CloudUnreachable", "cannot reach the cloud")
+        raise errors.TransientError("CloudUnreachable", "cannot reach the cloud")
     subset = [s for s in STEPS if s.name in ("spec", "cloud", "identity", "image", "network", "ports")]
     out = r.reconcile(make_ctx(cloud=unreachable), subset)
     conds = by_type(out)
@@ -98,7 +99,7 @@ def test_transition_time_moves_only_when_status_changes(probe_ok):
     t1 = t0 + dt.timedelta(hours=1)
 
     def fail(ctx):
-        raise r.TransientError("CloudUnreachable", "cannot reach the cloud")
+        raise errors.TransientError("CloudUnreachable", "cannot reach the cloud")
 
     first = r.reconcile(make_ctx(cloud=fail, now=t0))
     assert first.transient
@@ -115,7 +116,7 @@ def test_transition_time_moves_only_when_status_changes(probe_ok):
 
 def test_user_errors_are_conditions_not_retries():
     def bad_creds(ctx):
-        raise r.StepError("CloudAuthFailed", "authenticating: the credentials were refused (401)")
+        raise errors.StepError("CloudAuthFailed", "authenticating: the credentials were refused (401)")
     out = r.reconcile(make_ctx(cloud=bad_creds), CORE)
     assert not out.transient
     cond = by_type(out)["CloudReachable"]

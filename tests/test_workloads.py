@@ -190,7 +190,7 @@ def test_a_node_losing_its_agent_loses_its_label(env):
 
 
 def test_the_service_password_rotates_on_request_only(env):
-    from octavia_operator.openstack import compute
+    from octavia_operator.backends.openstack import compute
     assert converge(env)["Ready"]["status"] == "True"
     old_pw = base64.b64decode(env.kube_api.get("secrets", "octavia-keystone", env.ns)["data"]["password"]).decode()
     old_hash = children(env)[("Deployment", "octavia-worker")]["spec"]["template"]["metadata"]["annotations"][

@@ -56,6 +56,7 @@ local REASONS = {
   -- OpenStack resources
   DomainNotFound = "Degraded",
   RoleNotFound = "Degraded",
+  ServiceUserPasswordUnknown = "Degraded",  -- an existing user: give its password or allow a reset
   RegionNotFound = "Degraded",
   Ambiguous = "Degraded",
   OwnedByAnotherDeployment = "Degraded",
@@ -95,6 +96,8 @@ local REASONS = {
   MessagingForbidden = "Degraded",
   MessagingError = "Degraded",
   DatabaseSyncFailed = "Degraded",
+  AmphoraConfigFailed = "Degraded",         -- retried with backoff, but an amphora that cannot hear the
+                                            -- new health-manager list needs a look (or a failover)
   -- deletion (deletionPolicy Delete)
   DeletionBlocked = "Degraded",
 }

@@ -1,7 +1,7 @@
 """kopf handlers: thin wrappers that build a Context and call the one reconcile.
 
 create / update / resume and a periodic timer (drift repair) all run the same idempotent
-``reconcile.reconcile``; only what differs is written to ``.status``. Node events and events of
+``steps.runner.reconcile`` (through ``reconcile_by_name``); only what differs is written to ``.status``. Node events and events of
 the children (labelled managed-by=octavia-operator) schedule a debounced reconcile of the
 deployment concerned. Deleting the resource honours ``deletionPolicy`` (Retain: nothing in
 OpenStack is touched; Delete: what this deployment owns is deleted first); Kubernetes children
@@ -16,7 +16,8 @@ from typing import Any
 
 import kopf
 
-from . import reconcile as r
+from . import errors
+from .steps import runner as r
 from .spec import GROUP, PLURAL, VERSION
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def kube() -> Any:
     if _kube is None:
         from kubernetes import client, config
 
-        from .k8s import Kube
+        from .backends.kube import Kube
         try:
             config.load_incluster_config()
         except config.ConfigException:
@@ -56,22 +57,22 @@ def set_kube(k: Any) -> None:
 
 def cloud_from_secret(ctx: r.Context) -> Any:
     """Connect to OpenStack with the clouds.yaml from the credentials Secret."""
-    from .openstack import session
+    from .backends.openstack import session
     spec = ctx.spec
     assert spec is not None
     ref = spec.cloud.credentialsSecret
     data = ctx.kube.read_secret(ctx.namespace, ref.name)
     if data is None:
-        raise r.StepError("CredentialsSecretNotFound", f"Secret {ctx.namespace}/{ref.name} does not exist",
+        raise errors.StepError("CredentialsSecretNotFound", f"Secret {ctx.namespace}/{ref.name} does not exist",
                           retry=True)
     if ref.key not in data:
-        raise r.StepError("CredentialsSecretKeyMissing", f"Secret {ref.name} has no key {ref.key!r}", retry=True)
+        raise errors.StepError("CredentialsSecretKeyMissing", f"Secret {ref.name} has no key {ref.key!r}", retry=True)
     cacert = None
     if spec.cloud.caBundleSecret:
         ca = ctx.kube.read_secret(ctx.namespace, spec.cloud.caBundleSecret.name) or {}
         cacert = ca.get(spec.cloud.caBundleSecret.key)
         if cacert is None:
-            raise r.StepError("CABundleNotFound", f"Secret {spec.cloud.caBundleSecret.name} or its key "
+            raise errors.StepError("CABundleNotFound", f"Secret {spec.cloud.caBundleSecret.name} or its key "
                               f"{spec.cloud.caBundleSecret.key!r} does not exist", retry=True)
     return session.connect(data[ref.key], spec.cloud.cloudName, spec.cloud.region, spec.cloud.interface, cacert)
 
@@ -83,35 +84,55 @@ def _context(body: Any, meta: Any, spec: Any, status: Any) -> r.Context:
         kube=kube(), cloud_factory=cloud_from_secret)
 
 
-def _run(body: Any, meta: Any, spec: Any, status: Any, patch: Any, logger: Any, retry: int = 0) -> None:
-    ctx = _context(body, meta, spec, status)
-    with r.lock_for(ctx.uid):
+def reconcile_by_name(namespace: str, name: str, logger: Any = log, why: str = "") -> r.Outcome | None:
+    """THE reconcile path: every trigger (create, update, resume, the drift timer, a node or a child
+    event) comes here. Under the resource's lock it reads the live object (so the status it starts
+    from is the latest), reconciles, writes the status itself (a merge patch of what differs) and posts
+    the Events; nothing is left for kopf to write afterwards, so no stale status can land on a newer
+    one. None when the resource is gone or being deleted."""
+    k = kube()
+    live = k.get(f"{GROUP}/{VERSION}", "OctaviaDeployment", name, namespace)
+    if live is None or live["metadata"].get("deletionTimestamp"):
+        return None
+    with r.lock_for(live["metadata"]["uid"]):
+        live = k.get(f"{GROUP}/{VERSION}", "OctaviaDeployment", name, namespace)  # the latest status
+        if live is None or live["metadata"].get("deletionTimestamp"):
+            return None
+        ctx = _context(live, live["metadata"], live.get("spec"), live.get("status"))
         outcome = r.reconcile(ctx)
-    for key, value in outcome.status_patch.items():
-        patch.status[key] = value
-    for etype, reason, message in outcome.events:
-        (kopf.warn if etype == "Warning" else kopf.info)(body, reason=reason, message=message)
+        if outcome.status_patch:
+            k.merge_patch(f"{GROUP}/{VERSION}", "OctaviaDeployment", name, namespace,
+                          {"status": outcome.status_patch}, subresource="status")
+        for etype, reason, message in outcome.events:
+            try:
+                k.post_event(live, etype, reason, message)
+            except Exception:  # noqa: BLE001 - an event is not worth failing the reconcile for
+                log.warning("could not post event %s on %s/%s", reason, namespace, name)
     ready = next(c for c in outcome.conditions if c.type == "Ready")
-    logger.info("reconciled: Ready=%s (%s)", ready.status, ready.reason)
-    if outcome.transient:
-        # the status patch is applied with the retry; the next attempt comes after the delay
+    logger.info("reconciled%s: Ready=%s (%s)", f" ({why})" if why else "", ready.status, ready.reason)
+    return outcome
+
+
+def _run(meta: Any, logger: Any, retry: int = 0, why: str = "") -> None:
+    outcome = reconcile_by_name(meta["namespace"], meta["name"], logger, why)
+    if outcome is not None and outcome.transient:
+        ready = next(c for c in outcome.conditions if c.type == "Ready")
         raise kopf.TemporaryError(f"{ready.reason}: retrying", delay=retry_delay(retry))
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
-def reconcile_handler(body: Any, meta: Any, spec: Any, status: Any, patch: Any, logger: Any, retry: int,
-                      **_: Any) -> None:
-    _run(body, meta, spec, status, patch, logger, retry)
+def reconcile_handler(meta: Any, logger: Any, retry: int, **_: Any) -> None:
+    _run(meta, logger, retry)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_INTERVAL, initial_delay=DRIFT_INTERVAL, idle=None)
-def drift_timer(body: Any, meta: Any, spec: Any, status: Any, patch: Any, logger: Any, **_: Any) -> None:
+def drift_timer(meta: Any, logger: Any, **_: Any) -> None:
     if meta.get("deletionTimestamp"):
         return
     try:
-        _run(body, meta, spec, status, patch, logger)
+        _run(meta, logger, why="drift timer")
     except kopf.TemporaryError:
         pass  # the timer runs again anyway
 
@@ -141,7 +162,7 @@ def delete_handler(body: Any, meta: Any, spec: Any, status: Any, patch: Any, log
             ctx.out["cloud"] = cloud_from_secret(ctx)
             done = cloud_steps.teardown(ctx)
             done += workload_steps.teardown_backing_services(ctx)
-        except r.StepError as exc:
+        except errors.StepError as exc:
             missing_credentials = exc.reason in ("CredentialsSecretNotFound", "CredentialsSecretKeyMissing",
                                                  "CloudAuthFailed", "CloudNotFound")
             if missing_credentials and retry >= GIVE_UP_WITHOUT_CREDENTIALS:
@@ -151,7 +172,10 @@ def delete_handler(body: Any, meta: Any, spec: Any, status: Any, patch: Any, log
                                   f"left behind: {ids or 'none recorded'}")
                 return
             cond = c.Cond("Deleting", c.FALSE, exc.reason, exc.message)
-            patch.status["conditions"] = c.merge(ctx.status.get("conditions"), [cond], ctx.generation)
+            live = ctx.kube.get(f"{GROUP}/{VERSION}", "OctaviaDeployment", ctx.name, ctx.namespace) or {}
+            conditions = c.merge((live.get("status") or {}).get("conditions"), [cond], ctx.generation)
+            ctx.kube.merge_patch(f"{GROUP}/{VERSION}", "OctaviaDeployment", ctx.name, ctx.namespace,
+                                 {"status": {"conditions": conditions}}, subresource="status")
             kopf.warn(body, reason=exc.reason, message=exc.message)
             raise kopf.TemporaryError(f"{exc.reason}: {exc.message}", delay=retry_delay(retry)) from None
     if done:
@@ -178,31 +202,6 @@ def _node_view(nodes: list[dict[str, Any]], spec: dict[str, Any]) -> dict[str, s
     return {node: p.host_id for node, p in cb.ports(cb.select_nodes(nodes, selector), annotation).items()}
 
 
-def reconcile_by_name(namespace: str, name: str, logger: Any = log) -> None:
-    """Reconcile one deployment outside kopf's change handlers (node and child events); the
-    status is patched directly, from the live object's status."""
-    k = kube()
-    live = k.get(f"{GROUP}/{VERSION}", "OctaviaDeployment", name, namespace)
-    if live is None or live["metadata"].get("deletionTimestamp"):
-        return
-    ctx = _context(live, live["metadata"], live.get("spec"), live.get("status"))
-    with r.lock_for(ctx.uid):
-        live = k.get(f"{GROUP}/{VERSION}", "OctaviaDeployment", name, namespace)  # the latest status
-        if live is None:
-            return
-        ctx.status = dict(live.get("status") or {})
-        outcome = r.reconcile(ctx)
-        if outcome.status_patch:
-            k.merge_patch(f"{GROUP}/{VERSION}", "OctaviaDeployment", name, namespace,
-                          {"status": outcome.status_patch}, subresource="status")
-    for etype, reason, message in outcome.events:  # outside kopf's handlers: post them ourselves
-        try:
-            k.post_event(live, etype, reason, message)
-        except Exception:  # noqa: BLE001 - an event is not worth failing the reconcile for
-            log.warning("could not post event %s on %s/%s", reason, namespace, name)
-    logger.info("reconciled %s/%s after a node or child event", namespace, name)
-
-
 DEBOUNCE = float(os.environ.get("OCTAVIA_OPERATOR_DEBOUNCE", "2"))
 _pending: dict[tuple[str, str], threading.Timer] = {}
 _running: set[threading.Thread] = set()
@@ -221,7 +220,7 @@ def schedule(namespace: str, name: str) -> None:
                 return
             _running.add(threading.current_thread())
         try:
-            reconcile_by_name(namespace, name)
+            reconcile_by_name(namespace, name, why="node or child event")
         except Exception:  # noqa: BLE001 - the drift timer catches up
             log.exception("background reconcile of %s/%s failed", namespace, name)
         finally:
@@ -257,23 +256,46 @@ def allow_background_reconciles(**_: Any) -> None:
     _stopping.clear()
 
 
+@kopf.index("", "v1", "nodes")
+def nodes(name: Any, labels: Any, annotations: Any, **_: Any) -> dict[str, Any]:
+    """What the operator needs of each node, kept by kopf from its watch: no LIST per event."""
+    return {name: {"metadata": {"name": name, "labels": dict(labels or {}), "annotations": dict(annotations or {})}}}
+
+
+# the labels and annotations of each node as last acted upon: a node event that changes neither (a
+# status heartbeat, a condition) costs nothing at all
+_node_seen: dict[str, Any] = {}
+
+
 @kopf.on.event("", "v1", "nodes")
-def node_changed(event: Any, deployments: kopf.Index, logger: Any, **_: Any) -> None:
-    nodes = None
-    for (namespace, name), bodies in list(deployments.items()):
+def node_changed(event: Any, name: Any, labels: Any, annotations: Any, deployments: kopf.Index, nodes: kopf.Index,
+                 logger: Any, **_: Any) -> None:
+    # what matters of a node: its labels (node selectors) and the host-ID annotations the deployments
+    # use; its status (heartbeats, conditions) and any other annotation do not
+    bodies = [b for _, store in deployments.items() for b in store]
+    keys = {((b.get("spec") or {}).get("healthManager") or {}).get("hostIdAnnotation", f"{GROUP}/neutron-host")
+            for b in bodies}
+    view = None if event.get("type") == "DELETED" else (
+        dict(labels or {}), {k: v for k, v in (annotations or {}).items() if k in keys})
+    if event.get("type") is not None and name in _node_seen and _node_seen[name] == view:
+        return
+    if view is None:
+        _node_seen.pop(name, None)
+    else:
+        _node_seen[name] = view
+    current = [body for key, store in nodes.items() for body in store if key != name or view is not None]
+    for (namespace, dname), bodies in list(deployments.items()):
         for body in bodies:
             meta, spec, status = body.get("metadata", {}), body.get("spec", {}), body.get("status", {}) or {}
             if meta.get("deletionTimestamp"):
                 continue
-            if nodes is None:
-                nodes = kube().list("v1", "Node")
-            want = _node_view(nodes, spec)
+            want = _node_view(current, spec)
             have = {node: p.get("hostId") for node, p in (status.get("healthManagerPorts") or {}).items()}
             # also when a node's o-hm0 label disagrees with what the deployment last saw
             if want != have:
-                logger.info("nodes changed for %s/%s: ports wanted on %s, present on %s", namespace, name,
+                logger.info("nodes changed for %s/%s: ports wanted on %s, present on %s", namespace, dname,
                             sorted(want), sorted(have))
-                schedule(namespace, name)
+                schedule(namespace, dname)
 
 
 # Children: a deleted or edited child is restored, rollouts and host-agent readiness are
@@ -281,7 +303,9 @@ def node_changed(event: Any, deployments: kopf.Index, logger: Any, **_: Any) -> 
 MANAGED = {"app.kubernetes.io/managed-by": "octavia-operator"}
 CHILD_RESOURCES = [("apps", "v1", "deployments"), ("apps", "v1", "daemonsets"), ("apps", "v1", "statefulsets"),
                    ("batch", "v1", "jobs"), ("", "v1", "configmaps"), ("", "v1", "secrets"), ("", "v1", "services"),
-                   ("", "v1", "serviceaccounts"), ("policy", "v1", "poddisruptionbudgets"), ("", "v1", "pods")]
+                   ("", "v1", "serviceaccounts"), ("policy", "v1", "poddisruptionbudgets")]
+# Pods are not watched: their readiness reaches the operator through their DaemonSet's, Job's or
+# Deployment's status, so the churn of pods never turns into reconciles (and OpenStack requests).
 
 
 def child_changed(event: Any, meta: Any, deployments: kopf.Index, **_: Any) -> None:

@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .k8s import Conflict
+from .backends.kube import Conflict
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def _micro(t: dt.datetime) -> str:
 
 @dataclass
 class LeaderElection:
-    kube: Any                       # octavia_operator.k8s.Kube
+    kube: Any                       # octavia_operator.backends.kube.Kube
     namespace: str
     name: str
     identity: str

@@ -185,8 +185,8 @@ class ServiceAccountIdentity:
 
     @property
     def kube(self) -> Any:
-        """The operator's own Kubernetes client (octavia_operator.k8s.Kube) with this identity."""
-        from octavia_operator.k8s import Kube
+        """The operator's own Kubernetes client (octavia_operator.backends.kube.Kube) with this identity."""
+        from octavia_operator.backends.kube import Kube
         return Kube(self.cluster.api_client(self.kubeconfig))
 
     def refused(self, since: dt.datetime) -> list[str]:

@@ -86,7 +86,7 @@ def _password(n: int = 24) -> str:
 
 @pytest.fixture
 def octavia_db(os_db_admin: dict, unique_name: str) -> Any:
-    from octavia_operator import database as db
+    from octavia_operator.backends import database as db
 
     admin = db.AdminCredentials(os_db_admin["host"], int(os_db_admin["port"]), os_db_admin["user"],
                                 os_db_admin["password"])

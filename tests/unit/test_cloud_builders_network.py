@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from octavia_operator.builders.cloud import Rule
-from octavia_operator.openstack import network as nw
+from octavia_operator.backends.openstack import network as nw
 
 
 @pytest.mark.parametrize("others, expected", [

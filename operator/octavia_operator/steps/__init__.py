@@ -1,7 +1,7 @@
 """The ordered list of reconcile steps; each reports one condition."""
 from __future__ import annotations
 
-from ..reconcile import Step
+from .runner import Step
 from . import cloud, workloads
 from .core import step_cloud, step_spec
 

@@ -14,7 +14,8 @@ from .. import conditions as c
 from .. import names as n
 from ..builders import cloud as cb
 from ..builders.kube import internal_api_url
-from ..reconcile import Context, Result, StepError
+from .runner import Context, Result
+from ..errors import StepError
 from . import secrets
 
 STATUS_KEY = "openstack"
@@ -108,7 +109,7 @@ def service_password(ctx: Context) -> str:
 # ----------------------------------------------------------------------------------------
 
 def step_identity(ctx: Context) -> Result:
-    from ..openstack import identity
+    from ..backends.openstack import identity
     d = desired(ctx).identity
     password = service_password(ctx)   # first: the service-user Secret records the owner ID
     res = identity.ensure_identity(conn(ctx), d, secrets.owner_id(ctx), password)
@@ -128,7 +129,7 @@ def step_identity(ctx: Context) -> Result:
 
 
 def step_image(ctx: Context) -> Result:
-    from ..openstack import image
+    from ..backends.openstack import image
     d = desired(ctx).image
     project_id = ctx.out["identity"].project_id
     res = image.ensure_image(conn(ctx), d, secrets.owner_id(ctx), project_id, opener=ctx.out.get("image_opener"))
@@ -146,7 +147,7 @@ def step_image(ctx: Context) -> Result:
 
 
 def step_flavor(ctx: Context) -> Result:
-    from ..openstack import compute
+    from ..backends.openstack import compute
     d = desired(ctx).flavor
     project_id = ctx.out["identity"].project_id
     res = compute.ensure_flavor(conn(ctx), d, secrets.owner_id(ctx), project_id)
@@ -156,7 +157,7 @@ def step_flavor(ctx: Context) -> Result:
 
 
 def step_keypair(ctx: Context) -> Result:
-    from ..openstack import compute
+    from ..backends.openstack import compute
     spec = ctx.spec
     assert spec is not None
     ident = spec.identity
@@ -192,7 +193,7 @@ def step_keypair(ctx: Context) -> Result:
 
 
 def step_network(ctx: Context) -> Result:
-    from ..openstack import network
+    from ..backends.openstack import network
     spec = ctx.spec
     assert spec is not None
     d = desired(ctx).network
@@ -221,7 +222,7 @@ def step_network(ctx: Context) -> Result:
 
 
 def step_ports(ctx: Context) -> Result:
-    from ..openstack import network
+    from ..backends.openstack import network
     spec = ctx.spec
     assert spec is not None
     nodes = ctx.out.get("nodes_all")
@@ -253,7 +254,7 @@ def step_ports(ctx: Context) -> Result:
 
 
 def step_quotas(ctx: Context) -> Result:
-    from ..openstack import quotas
+    from ..backends.openstack import quotas
     q = desired(ctx).quotas
     if not q:
         return Result.ok("NotRequested", "spec.quotas is not set: quotas are left as they are")
@@ -268,7 +269,7 @@ def step_quotas(ctx: Context) -> Result:
 
 def teardown(ctx: Context) -> list[str]:
     """Delete what this deployment owns, in dependency order; refuse while amphorae remain."""
-    from ..openstack import compute, identity, image, network
+    from ..backends.openstack import compute, identity, image, network
     spec = ctx.spec
     assert spec is not None
     c_ = conn(ctx)
@@ -276,7 +277,7 @@ def teardown(ctx: Context) -> list[str]:
     st = ctx.status.get(STATUS_KEY) or {}
     done: list[str] = []
     net_id = st.get("networkId")
-    from ..openstack.common import owner_tag
+    from ..backends.openstack.common import owner_tag
     candidates = {net_id} if net_id else set()
     candidates |= {x.id for x in c_.network.networks(tags=owner_tag(owner))}  # status may have lost the ID
     for nid in sorted(candidates):

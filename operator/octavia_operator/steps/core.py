@@ -4,7 +4,8 @@ from __future__ import annotations
 import pydantic
 
 from .. import conditions as c
-from ..reconcile import Context, Result, StepError
+from .runner import Context, Result
+from ..errors import StepError
 from ..spec import parse_spec
 
 def step_spec(ctx: Context) -> Result:
@@ -23,7 +24,7 @@ def step_cloud(ctx: Context) -> Result:
         raise StepError("NoCloudClient", "the operator was started without an OpenStack client factory")
     conn = ctx.cloud_factory(ctx)
     ctx.out["cloud"] = conn
-    from ..openstack import session
+    from ..backends.openstack import session
     info = session.probe(conn)
     ctx.out["cloud_info"] = info
     return Result.ok("Connected", f"authenticated to {info['auth_url']} as {info['user']} "

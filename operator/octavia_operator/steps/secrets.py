@@ -23,7 +23,8 @@ import secrets as pysecrets
 from typing import Any, Callable, Mapping
 
 from .. import names as n
-from ..reconcile import Context, StepError
+from .runner import Context
+from ..errors import StepError
 
 Generator = Callable[[], bytes]
 

@@ -18,7 +18,8 @@ from .. import names as n
 from ..builders import certificates as certs
 from ..builders import kube as kb
 from ..builders.config import CloudValues, SecretValues
-from ..reconcile import Context, Result, StepError, TransientError
+from .runner import Context, Result
+from ..errors import StepError, TransientError
 from . import secrets
 from .cloud import recorded
 
@@ -144,7 +145,7 @@ def _storage_change(ctx: Context, objs: list[dict[str, Any]], server: str, what:
     - while its claim is not bound (no data was ever written), the StatefulSet and the pending claim
       are deleted and created anew with the new settings (for example a storage class that provisions);
     - once it is bound, the live claim template is kept and the returned message says so."""
-    from ..k8s import is_subset
+    from ..backends.kube import is_subset
     sts = next(o for o in objs if o["kind"] == "StatefulSet")
     live = ctx.kube.get("apps/v1", "StatefulSet", sts["metadata"]["name"], ctx.namespace)
     if live is None:
@@ -223,7 +224,7 @@ def step_database(ctx: Context) -> Result:
         ctx.out["database_url"] = secrets.user_secret(ctx, ref.name, ref.key, "database.external").decode()
         return Result.ok("External", f"using the database in Secret {ref.name}")
     if db.managed:
-        from .. import database
+        from ..backends import database
         m = db.managed
         admin_pw = secrets.user_secret(ctx, m.adminSecret.name, m.adminSecret.key, "database.managed").decode()
         data = secrets.ensure_generated(ctx, names.database_secret, "database",
@@ -260,7 +261,7 @@ def step_messaging(ctx: Context) -> Result:
         ctx.out["transport_url"] = url
         return Result.ok("External", f"using the message queue in Secret {ref.name}")
     if mq.managed:
-        from .. import messaging
+        from ..backends import messaging
         m = mq.managed
         admin_pw = secrets.user_secret(ctx, m.adminSecret.name, m.adminSecret.key, "messaging.managed").decode()
         data = secrets.ensure_generated(ctx, names.messaging_secret, "messaging",
@@ -496,7 +497,7 @@ def _push_controller_list(ctx: Context, inp: kb.Inputs) -> str:
     """Once the controllers run with a new health-manager list, tell the live amphorae (they keep
     the list they booted with otherwise). Recorded in status so that it happens once per change; the
     amphorae that failed are retried, alone, with backoff, and ServicesReady stays False meanwhile."""
-    from ..openstack import loadbalancer
+    from ..backends.openstack import loadbalancer
     from ..builders.config import controller_ip_port_list
     current = controller_ip_port_list(inp.spec, inp.cloud)
     st = ctx.status.get("amphoraConfig") or {}
@@ -549,14 +550,14 @@ def teardown_backing_services(ctx: Context) -> list[str]:
     assert spec is not None
     done: list[str] = []
     if spec.database.managed:
-        from .. import database
+        from ..backends import database
         m = spec.database.managed
         admin_pw = secrets.user_secret(ctx, m.adminSecret.name, m.adminSecret.key, "database.managed").decode()
         res = database.drop_database_and_user(database.AdminCredentials(m.host, m.port, m.adminUser, admin_pw),
                                               m.databaseName, m.userName, m.userHost)
         done += res.changes
     if spec.messaging.managed:
-        from .. import messaging
+        from ..backends import messaging
         q = spec.messaging.managed
         admin_pw = secrets.user_secret(ctx, q.adminSecret.name, q.adminSecret.key, "messaging.managed").decode()
         res = messaging.delete_vhost_and_user(messaging.MgmtCredentials(str(q.managementURL), q.adminUser, admin_pw),

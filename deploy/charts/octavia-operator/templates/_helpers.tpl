@@ -86,10 +86,11 @@ namespaces, a Role in watchNamespace otherwise). docs/install.md explains each r
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# Pods: the host agents' readiness, the db-sync pod and the tail of its log.
+# Pods: the host agents' readiness, the db-sync pod and the tail of its log (listed when needed,
+# never watched: pod churn must not turn into reconciles).
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list", "watch"]
+  verbs: ["list"]
 - apiGroups: [""]
   resources: ["pods/log"]
   verbs: ["get"]

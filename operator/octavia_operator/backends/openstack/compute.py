@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..builders.cloud import FlavorDesired
-from ..reconcile import StepError
+from ...builders.cloud import FlavorDesired
+from ...errors import StepError
 from .common import Ensured, call, check_not_foreign, owned_by, owner_tag, pick_one, with_marker
 
 FLAVOR_DESCRIPTION = "Octavia amphora flavor"
@@ -233,7 +233,7 @@ def ensure_keypair(service_conn: Any, name: str, public_key: str) -> Ensured:
 
     kp = call(f"creating key pair {name}", create)
     if kp is None:   # created meanwhile by someone else: judge it on the next call
-        from ..reconcile import TransientError
+        from ...errors import TransientError
         raise TransientError("KeypairConflict", f"key pair {name} appeared while it was being created")
     kp = _get_keypair(service_conn, name) or kp
     if existing is None:

@@ -38,8 +38,8 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Protocol
 
-from ..builders.cloud import ImageDesired
-from ..reconcile import StepError, TransientError
+from ...builders.cloud import ImageDesired
+from ...errors import StepError, TransientError
 from .common import call, check_not_foreign, owned_by, owner_tag, owner_tags
 
 PROP_SOURCE_URL = "octavia_operator_source_url"

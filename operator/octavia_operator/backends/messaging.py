@@ -12,8 +12,8 @@ tag): it writes only what differs and lists what it wrote in ``Ensured.changes``
 never a password), so a converged broker sees GET requests only. :func:`delete_vhost_and_user`
 undoes it (``deletionPolicy: Delete``). :func:`transport_url` builds ``[DEFAULT] transport_url``.
 
-Errors are :class:`~octavia_operator.reconcile.TransientError` ``MessagingUnreachable`` (no answer,
-timeout, 5xx) or :class:`~octavia_operator.reconcile.StepError`: ``MessagingAuthFailed`` (the admin
+Errors are :class:`~octavia_operator.errors.TransientError` ``MessagingUnreachable`` (no answer,
+timeout, 5xx) or :class:`~octavia_operator.errors.StepError`: ``MessagingAuthFailed`` (the admin
 credentials are refused; retried), ``MessagingForbidden`` (the account lacks the administrator
 tag), ``MessagingError`` (anything else). No message or log line ever contains a password.
 """
@@ -28,7 +28,7 @@ from urllib.parse import quote
 import requests
 
 from .openstack.common import Ensured
-from .reconcile import StepError, TransientError
+from ..errors import StepError, TransientError
 
 log = logging.getLogger(__name__)
 

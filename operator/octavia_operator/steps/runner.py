@@ -14,34 +14,13 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import conditions as c
-from .spec import OctaviaDeploymentSpec
+from .. import conditions as c
+from ..errors import StepError
+from ..spec import OctaviaDeploymentSpec
 
 log = logging.getLogger(__name__)
 
 
-class StepError(Exception):
-    """A failure the user must act on (bad input, missing Secret, forbidden, quota...).
-
-    ``retry`` marks failures that the user fixes outside this resource (creating a Secret,
-    raising a quota): the reconcile is retried after a while, without waiting for the drift
-    timer. A bad spec is not retried: changing it triggers a reconcile anyway.
-    """
-
-    retry = False
-
-    def __init__(self, reason: str, message: str, *, retry: bool | None = None):
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        if retry is not None:
-            self.retry = retry
-
-
-class TransientError(StepError):
-    """A failure that goes away by itself (5xx, timeout, unreachable): retried with backoff."""
-
-    retry = True
 
 
 @dataclass
@@ -66,7 +45,7 @@ class Context:
     raw_spec: dict[str, Any]
     status: dict[str, Any]
     annotations: dict[str, str] = field(default_factory=dict)  # the resource's (rotation requests)
-    kube: Any = None                      # octavia_operator.k8s.Kube (or a fake)
+    kube: Any = None                      # octavia_operator.backends.kube.Kube (or a fake)
     cloud_factory: Callable[["Context"], Any] | None = None
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
     spec: OctaviaDeploymentSpec | None = None
@@ -84,7 +63,7 @@ class Context:
 
     @property
     def owner_reference(self) -> dict[str, Any]:
-        from .spec import GROUP, KIND, VERSION
+        from ..spec import GROUP, KIND, VERSION
         return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": self.name, "uid": self.uid,
                 "controller": True, "blockOwnerDeletion": True}
 
@@ -111,7 +90,7 @@ class Outcome:
 
 def run_steps(ctx: Context, steps: list[Step] | None = None) -> list[c.Cond]:
     if steps is None:
-        from .steps import STEPS as steps
+        from . import STEPS as steps
     done: dict[str, str] = {}
     conds: list[c.Cond] = []
     for step in steps:

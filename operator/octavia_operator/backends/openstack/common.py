@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, TypeVar
 
-from ..reconcile import StepError
+from ...errors import StepError
 
 MANAGED_TAG = "octavia-operator"
 OWNER_TAG_PREFIX = "octavia-operator:owner="

@@ -31,8 +31,8 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
-from ..builders.cloud import HEALTH_MGR_DEVICE_OWNER, NetworkDesired, PortDesired, Rule, SecurityGroupDesired
-from ..reconcile import StepError
+from ...builders.cloud import HEALTH_MGR_DEVICE_OWNER, NetworkDesired, PortDesired, Rule, SecurityGroupDesired
+from ...errors import StepError
 from .common import (Ensured, call, check_not_foreign, marker, owned_by, owner_tag, owner_tags,
                      pick_one, with_marker)
 

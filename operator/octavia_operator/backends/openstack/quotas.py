@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ..reconcile import StepError
+from ...errors import StepError
 from .common import Ensured, call
 
 NOVA_KEYS = {"instances": "instances", "cores": "cores", "ramMB": "ram",

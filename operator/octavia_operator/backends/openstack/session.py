@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from ..reconcile import StepError, TransientError
+from ...errors import StepError, TransientError
 
 _cache: dict[str, Any] = {}
 _cache_lock = threading.Lock()

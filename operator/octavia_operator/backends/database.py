@@ -12,8 +12,8 @@ secret), so a converged server sees no write at all. :func:`drop_database_and_us
 that goes into ``[database] connection`` (in the secrets file), :func:`check_connection` proves a
 URL works.
 
-Errors are :class:`~octavia_operator.reconcile.StepError` (the user must act: wrong admin
-password, missing privilege, unknown database) or :class:`~octavia_operator.reconcile.TransientError`
+Errors are :class:`~octavia_operator.errors.StepError` (the user must act: wrong admin
+password, missing privilege, unknown database) or :class:`~octavia_operator.errors.TransientError`
 (the server does not answer; retried). No message ever contains a password: the server's own
 error text is scrubbed of every secret this module handled, and dropped altogether for errors
 that may quote a statement.
@@ -30,7 +30,7 @@ from urllib.parse import quote, unquote, urlsplit
 import pymysql
 
 from .openstack.common import Ensured
-from .reconcile import StepError, TransientError
+from ..errors import StepError, TransientError
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, Iterable
 
-from ..builders.cloud import IdentityDesired
-from ..reconcile import StepError
+from ...builders.cloud import IdentityDesired
+from ...errors import StepError
 from .common import Ambiguous, call, check_not_foreign, owned_by, pick_one, with_marker
 
 log = logging.getLogger(__name__)
