@@ -31,7 +31,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from octavia_operator.builders import certificates as C
+from octavia_operator.builders import pki
 from octavia_operator.builders.certificates import (
     CLIENT_CA_BUNDLE,
     CLIENT_CA_CERT,
@@ -43,13 +43,15 @@ from octavia_operator.builders.certificates import (
     SERVER_CA_BUNDLE,
     SERVER_CA_CERT,
     SERVER_CA_KEY,
+    describe,
+    plan_certificates,
+)
+from octavia_operator.builders.pki import (
     CertificateInputError,
     CertificateSettings,
     Passphrases,
-    describe,
     generate_heartbeat_key,
     generate_passphrases,
-    plan_certificates,
 )
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
@@ -615,9 +617,9 @@ def _cases():
         # a client certificate with the right shape, but signed by the server CA
         key = ec.generate_private_key(ec.SECP256R1())
         s_ca = cert(d[SERVER_CA_CERT])
-        c = C._make_client_cert(key, s_ca, ca_key(d, SERVER_CA_KEY, pp.ca_key), EC, NOW)
+        c = pki.make_client_cert(key, s_ca, ca_key(d, SERVER_CA_KEY, pp.ca_key), EC, NOW)
         pem = c.public_bytes(serialization.Encoding.PEM)
-        return {**d, CLIENT_CERT: pem, CLIENT_CERT_AND_KEY: pem + C._plain_key(key)}
+        return {**d, CLIENT_CERT: pem, CLIENT_CERT_AND_KEY: pem + pki.plain_key(key)}
 
     def wrong_eku(d, pp):
         key = ec.generate_private_key(ec.SECP256R1())
@@ -632,7 +634,7 @@ def _cases():
             .sign(ca_key(d, CLIENT_CA_KEY, pp.ca_key), hashes.SHA256())
         )
         pem = c.public_bytes(serialization.Encoding.PEM)
-        return {**d, CLIENT_CERT: pem, CLIENT_CERT_AND_KEY: pem + C._plain_key(key)}
+        return {**d, CLIENT_CERT: pem, CLIENT_CERT_AND_KEY: pem + pki.plain_key(key)}
 
     def encrypted_client_key(d, pp):
         key = client_key(d)
@@ -649,7 +651,7 @@ def _cases():
         ("server CA key garbage", put(SERVER_CA_KEY, b"\x00\xffnot a key"), {"server_ca"}),
         ("server CA key under another passphrase", put(SERVER_CA_KEY, lambda d, pp: _other_ca_key_encrypted(generate_passphrases())), {"server_ca"}),
         ("server CA key is the client CA key", put(SERVER_CA_KEY, lambda d, pp: d[CLIENT_CA_KEY]), {"server_ca"}),
-        ("server CA key unencrypted", put(SERVER_CA_KEY, lambda d, pp: C._plain_key(ca_key(d, SERVER_CA_KEY, pp.ca_key))), {"server_ca"}),
+        ("server CA key unencrypted", put(SERVER_CA_KEY, lambda d, pp: pki.plain_key(ca_key(d, SERVER_CA_KEY, pp.ca_key))), {"server_ca"}),
         ("server bundle missing", drop(SERVER_CA_BUNDLE), set()),
         ("server bundle garbage", put(SERVER_CA_BUNDLE, b"junk"), set()),
         ("client CA cert missing", drop(CLIENT_CA_CERT), {"client_ca", "client"}),
@@ -952,7 +954,7 @@ def test_generated_passphrases():
         # Octavia derives its Fernet key as urlsafe_b64encode(passphrase)
         f = Fernet(base64.urlsafe_b64encode(p.server_certs_key.encode()))
         assert f.decrypt(f.encrypt(b"amphora pem")) == b"amphora pem"
-        assert p.ca_key not in C.WELL_KNOWN_INSECURE and p.server_certs_key not in C.WELL_KNOWN_INSECURE
+        assert p.ca_key not in pki.WELL_KNOWN_INSECURE and p.server_certs_key not in pki.WELL_KNOWN_INSECURE
         seen.update((p.ca_key, p.server_certs_key))
     assert len(seen) == 40
     assert p.ca_key not in repr(p) and p.server_certs_key not in repr(p)
@@ -962,7 +964,7 @@ def test_heartbeat_key():
     keys = {generate_heartbeat_key() for _ in range(10)}
     assert len(keys) == 10
     for k in keys:
-        assert len(k) >= 32 and k not in C.WELL_KNOWN_INSECURE
+        assert len(k) >= 32 and k not in pki.WELL_KNOWN_INSECURE
         assert set(k) <= set(string.ascii_letters + string.digits + "-_")
 
 

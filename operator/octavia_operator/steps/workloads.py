@@ -16,6 +16,7 @@ from urllib.parse import quote
 from .. import conditions as c
 from .. import names as n
 from ..builders import certificates as certs
+from ..builders import pki
 from ..builders import kube as kb
 from ..builders.config import CloudValues, SecretValues
 from .runner import Context, Result
@@ -58,11 +59,11 @@ CERT_ROTATIONS = {
 
 
 def passphrases(ctx: Context) -> dict[str, bytes]:
-    pp = certs.generate_passphrases()
+    pp = pki.generate_passphrases()
     return secrets.ensure_generated(ctx, _names(ctx).passphrases_secret, "certificates", {
         "ca-key-passphrase": lambda: pp.ca_key.encode(),
         "server-certs-key-passphrase": lambda: pp.server_certs_key.encode(),
-        "heartbeat-key": lambda: certs.generate_heartbeat_key().encode(),
+        "heartbeat-key": lambda: pki.generate_heartbeat_key().encode(),
     })
 
 
@@ -72,7 +73,7 @@ def step_certificates(ctx: Context) -> Result:
     cs = spec.certificates
     pp = passphrases(ctx)
     ctx.out["passphrases"] = pp
-    settings = certs.CertificateSettings(
+    settings = pki.CertificateSettings(
         ca_validity_days=cs.caValidityDays, client_validity_days=cs.clientValidityDays,
         renew_before_days=cs.renewBeforeDays, key_type=cs.keyType, ca_key_size=cs.caKeySize,
         client_key_size=cs.clientKeySize)
@@ -97,10 +98,10 @@ def step_certificates(ctx: Context) -> Result:
             requests[flag] = value
     try:
         plan = certs.plan_certificates(
-            existing, certs.Passphrases(pp["ca-key-passphrase"].decode(), pp["server-certs-key-passphrase"].decode()),
+            existing, pki.Passphrases(pp["ca-key-passphrase"].decode(), pp["server-certs-key-passphrase"].decode()),
             settings, ctx.now, user_server_ca=user_server, user_client_ca=user_client,
             **{flag: True for flag in requests})
-    except certs.CertificateInputError as exc:
+    except pki.CertificateInputError as exc:
         raise StepError("InvalidCertificateInput", str(exc)) from None
     if requests:
         rotations = {**handled, **(ctx.status_updates.get("rotations") or {}), **requests}
