@@ -109,7 +109,7 @@ def main() -> None:
             ctx = r.Context(name="octavia", namespace=ns, uid=live["metadata"]["uid"], generation=1,
                             raw_spec=live["spec"], status=dict(live.get("status") or {}), kube=kube)
             ctx.spec = parse_spec(live["spec"])
-            ctx.out["cloud"] = handlers.cloud_from_secret(ctx)
+            ctx.out.cloud = handlers.cloud_from_secret(ctx)
             cloud_steps.teardown(ctx)
             cluster.stop()
     print(f"{'reconcile':<14} {'seconds':>8} {'OpenStack req':>14} {'OS writes':>10} {'Kube req':>9} "

@@ -212,7 +212,7 @@ def env(kube_cluster, kube_namespace, kube_nodes, operator_sa, os_cloud, os_clou
         ctx = e.context()
         from octavia_operator.spec import parse_spec
         ctx.spec = parse_spec(ctx.raw_spec)
-        ctx.out["cloud"] = handlers.cloud_from_secret(ctx)
+        ctx.out.cloud = handlers.cloud_from_secret(ctx)
         cloud_steps.teardown(ctx)
     finally:
         for fn in reversed(e.extra_cleanup):

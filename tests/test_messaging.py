@@ -305,7 +305,7 @@ def test_step_messaging_managed(rabbitmq_admin, names, owner):
     pw = data["password"].decode()
     assert len(pw) >= 32
     url = data["transport_url"].decode()
-    assert ctx.out["transport_url"] == url == mq.transport_url(a["amqp_host"], a["amqp_port"], user, pw, vhost)
+    assert ctx.out.transport_url == url == mq.transport_url(a["amqp_host"], a["amqp_port"], user, pw, vhost)
     assert kube.get("v1", "Secret", secret_name, owner["ns"])["metadata"]["ownerReferences"][0]["uid"] == owner["uid"]
     parts = urlsplit(url)
     assert amqp_login(parts.hostname, parts.port, unquote(parts.username), unquote(parts.password),
@@ -322,7 +322,7 @@ def test_step_messaging_managed(rabbitmq_admin, names, owner):
         mp.setattr(mq.requests, "Session", lambda: s)
         assert workloads.step_messaging(ctx2).reason == "Managed"
     assert kube.writes.entries == [] and ctx2.events == [] and s.calls and s.writes == []
-    assert ctx2.out["transport_url"] == url
+    assert ctx2.out.transport_url == url
 
     # the broker lost the user: recreated with the password already in the Secret
     assert _api(a, "DELETE", f"/users/{user}").status_code == 204

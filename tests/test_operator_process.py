@@ -96,7 +96,7 @@ def teardown_cloud(obj: dict, d: dict, owner_id: str | None = None) -> list[str]
                     uid=obj["metadata"]["uid"], generation=1, raw_spec=spec, status=obj.get("status") or {},
                     kube=NoSecrets(), owner_id=owner_id)
     ctx.spec = parse_spec(spec)
-    ctx.out["cloud"] = session.connect(d["clouds_yaml"], "admin-cloud", "RegionOne", "public")
+    ctx.out.cloud = session.connect(d["clouds_yaml"], "admin-cloud", "RegionOne", "public")
     return cloud_steps.teardown(ctx)
 
 

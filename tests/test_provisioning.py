@@ -179,7 +179,7 @@ def test_adopts_a_hand_made_installation_without_duplicates(env):
     ctx = env.context()
     from octavia_operator.spec import parse_spec
     ctx.spec = parse_spec(ctx.raw_spec)
-    ctx.out["cloud"] = handlers.cloud_from_secret(ctx)
+    ctx.out.cloud = handlers.cloud_from_secret(ctx)
     cloud_steps.teardown(ctx)
     assert os_.network.get_network(net.id) and os_.network.get_security_group(sg.id)
     assert os_.compute.get_flavor(flv.id)
@@ -237,7 +237,7 @@ def test_delete_removes_exactly_what_the_deployment_owns(env):
     ctx = env.context()
     from octavia_operator.spec import parse_spec
     ctx.spec = parse_spec(ctx.raw_spec)
-    ctx.out["cloud"] = handlers.cloud_from_secret(ctx)
+    ctx.out.cloud = handlers.cloud_from_secret(ctx)
     done = cloud_steps.teardown(ctx)
     assert done
     assert os_.network.find_network(ids["networkId"]) is None
@@ -266,7 +266,7 @@ def test_delete_is_refused_while_amphorae_use_the_network(env):
     ctx = env.context()
     from octavia_operator.spec import parse_spec
     ctx.spec = parse_spec(ctx.raw_spec)
-    ctx.out["cloud"] = handlers.cloud_from_secret(ctx)
+    ctx.out.cloud = handlers.cloud_from_secret(ctx)
     with pytest.raises(errors.StepError) as err:
         cloud_steps.teardown(ctx)
     assert err.value.reason == "DeletionBlocked"

@@ -159,7 +159,7 @@ def delete_handler(body: Any, meta: Any, spec: Any, status: Any, patch: Any, log
     with r.lock_for(ctx.uid):
         try:
             ctx.spec = parse_spec(ctx.raw_spec)
-            ctx.out["cloud"] = cloud_from_secret(ctx)
+            ctx.out.cloud = cloud_from_secret(ctx)
             done = cloud_steps.teardown(ctx)
             done += workload_steps.teardown_backing_services(ctx)
         except errors.StepError as exc:

@@ -26,16 +26,16 @@ STATUS_KEY = "openstack"
 # ----------------------------------------------------------------------------------------
 
 def conn(ctx: Context) -> Any:
-    return ctx.out["cloud"]
+    return ctx.out.cloud
 
 
 def desired(ctx: Context) -> cb.CloudDesired:
-    if "desired" not in ctx.out:
+    if ctx.out.desired is None:
         spec = ctx.spec
         assert spec is not None
         endpoints = cb.endpoint_urls(spec, internal_api_url(ctx.name, ctx.namespace, spec.api.port))
-        ctx.out["desired"] = cb.desired(spec, endpoints)
-    return ctx.out["desired"]
+        ctx.out.desired = cb.desired(spec, endpoints)
+    return ctx.out.desired
 
 
 def record(ctx: Context, **ids: Any) -> None:
@@ -72,8 +72,8 @@ ROTATE_PASSWORD_ANNOTATION = "octavia-operator.dev/rotate-service-password"
 
 def service_password(ctx: Context) -> str:
     """The service user's password; rotated when the rotation annotation takes a new value."""
-    if "service_password" in ctx.out:
-        return ctx.out["service_password"]
+    if ctx.out.service_password is not None:
+        return ctx.out.service_password
     request = ctx.annotations.get(ROTATE_PASSWORD_ANNOTATION)
     name = n.Names(ctx.name).keystone_secret
     live = secrets.read(ctx, name)
@@ -90,8 +90,8 @@ def service_password(ctx: Context) -> str:
                       f"comes from Secret {ref.name} (identity.passwordSecret); change it there and in Keystone")
         secrets.apply(ctx, name, "identity", {**data, "password": given}, live,
                       {"servicePassword": ignored} if ignored else None, data_changed=data.get("password") != given)
-        ctx.out["service_password"] = given.decode()
-        return ctx.out["service_password"]
+        ctx.out.service_password = given.decode()
+        return ctx.out.service_password
     rotate = frozenset({"password"}) if request and request not in done else frozenset()
     data = secrets.ensure_generated(ctx, name, "identity", {"password": secrets.random_password}, rotate=rotate,
                                     handled_requests={"servicePassword": request} if rotate else None, live=live)
@@ -100,8 +100,8 @@ def service_password(ctx: Context) -> str:
                                            **(ctx.status_updates.get("rotations") or {}), "servicePassword": request}
         ctx.event("Normal", "PasswordRotated", "the Octavia service user's password was rotated (request "
                                                f"{request!r}); the services roll with the new configuration")
-    ctx.out["service_password"] = data["password"].decode()
-    return ctx.out["service_password"]
+    ctx.out.service_password = data["password"].decode()
+    return ctx.out.service_password
 
 
 # ----------------------------------------------------------------------------------------
@@ -113,7 +113,7 @@ def step_identity(ctx: Context) -> Result:
     d = desired(ctx).identity
     password = service_password(ctx)   # first: the service-user Secret records the owner ID
     res = identity.ensure_identity(conn(ctx), d, secrets.owner_id(ctx), password)
-    ctx.out["identity"] = res
+    ctx.out.identity = res
     record(ctx, serviceUserId=res.user_id, serviceProjectId=res.project_id, serviceId=res.service_id,
            endpointIds=dict(sorted(res.endpoint_ids.items())))
     announce(ctx, "identity", res.created, res.changes)
@@ -131,9 +131,9 @@ def step_identity(ctx: Context) -> Result:
 def step_image(ctx: Context) -> Result:
     from ..backends.openstack import image
     d = desired(ctx).image
-    project_id = ctx.out["identity"].project_id
-    res = image.ensure_image(conn(ctx), d, secrets.owner_id(ctx), project_id, opener=ctx.out.get("image_opener"))
-    ctx.out["image"] = res
+    project_id = ctx.out.identity.project_id
+    res = image.ensure_image(conn(ctx), d, secrets.owner_id(ctx), project_id)
+    ctx.out.image = res
     record(ctx, imageId=res.image_id, imageOwnerId=res.owner_id)
     announce(ctx, f"image {res.image_id}", res.created, res.changes, res.warnings)
     msg = f"image {res.image_id} (tag {d.tag}, owner {res.owner_id})"
@@ -149,7 +149,7 @@ def step_image(ctx: Context) -> Result:
 def step_flavor(ctx: Context) -> Result:
     from ..backends.openstack import compute
     d = desired(ctx).flavor
-    project_id = ctx.out["identity"].project_id
+    project_id = ctx.out.identity.project_id
     res = compute.ensure_flavor(conn(ctx), d, secrets.owner_id(ctx), project_id)
     record(ctx, flavorId=res.id)
     announce(ctx, f"flavor {res.id}", res.created, res.changes, res.extra.get("warnings", []))
@@ -197,18 +197,18 @@ def step_network(ctx: Context) -> Result:
     spec = ctx.spec
     assert spec is not None
     d = desired(ctx).network
-    project_id = ctx.out["identity"].project_id
+    project_id = ctx.out.identity.project_id
     res = network.ensure_management_network(conn(ctx), d, secrets.owner_id(ctx), project_id=project_id)
-    ctx.out["network"] = res
+    ctx.out.network = res
     record(ctx, networkId=res.network.id, subnetId=res.subnet.id, networkMTU=res.mtu,
            amphoraSecurityGroupId=res.amphora_sg.id, healthManagerSecurityGroupId=res.health_manager_sg.id)
     created = [p.extra.get("label", "") or what for p, what in
                zip(res.parts, ("network", "subnet", "amphora security group", "health-manager security group"))
                if p.created]
     announce(ctx, "management network", created, res.changes, res.warnings)
-    nodes = ctx.out.get("nodes_all")
+    nodes = ctx.out.nodes_all
     if nodes is None:
-        nodes = ctx.out["nodes_all"] = ctx.kube.list("v1", "Node")
+        nodes = ctx.out.nodes_all = ctx.kube.list("v1", "Node")
     overlap = network.overlaps(d.cidr, cb.cluster_cidrs(nodes, spec.managementNetwork.avoidCIDRs))
     msg = f"network {res.network.id}, subnet {res.subnet.id} ({d.cidr}, MTU {res.mtu}), security groups " \
           f"{res.amphora_sg.id} (amphora) and {res.health_manager_sg.id} (health manager)"
@@ -225,16 +225,16 @@ def step_ports(ctx: Context) -> Result:
     from ..backends.openstack import network
     spec = ctx.spec
     assert spec is not None
-    nodes = ctx.out.get("nodes_all")
+    nodes = ctx.out.nodes_all
     if nodes is None:
-        nodes = ctx.out["nodes_all"] = ctx.kube.list("v1", "Node")
+        nodes = ctx.out.nodes_all = ctx.kube.list("v1", "Node")
     selected = cb.select_nodes(nodes, spec.healthManager.nodeSelector)
     want = cb.ports(selected, spec.healthManager.hostIdAnnotation)
-    net = ctx.out["network"]
-    res = network.ensure_ports(conn(ctx), want, secrets.owner_id(ctx), project_id=ctx.out["identity"].project_id,
+    net = ctx.out.network
+    res = network.ensure_ports(conn(ctx), want, secrets.owner_id(ctx), project_id=ctx.out.identity.project_id,
                                network_id=net.network.id, subnet_id=net.subnet.id,
                                security_group_id=net.health_manager_sg.id)
-    ctx.out["ports"] = res
+    ctx.out.ports = res
     ctx.status_updates["healthManagerPorts"] = {
         node: {k: v for k, v in {"portId": p.port_id, "mac": p.mac, "ip": p.ip, "hostId": p.host_id,
                                  "vifType": p.vif_type}.items() if v is not None}
@@ -258,7 +258,7 @@ def step_quotas(ctx: Context) -> Result:
     q = desired(ctx).quotas
     if not q:
         return Result.ok("NotRequested", "spec.quotas is not set: quotas are left as they are")
-    res = quotas.ensure_quotas(conn(ctx), ctx.out["identity"].project_id, q)
+    res = quotas.ensure_quotas(conn(ctx), ctx.out.identity.project_id, q)
     announce(ctx, "quotas", False, res.changes)
     return Result.ok("Ready", "quotas of the service project: " + ", ".join(f"{k}={v}" for k, v in sorted(q.items())))
 

@@ -23,9 +23,9 @@ def step_cloud(ctx: Context) -> Result:
     if ctx.cloud_factory is None:
         raise StepError("NoCloudClient", "the operator was started without an OpenStack client factory")
     conn = ctx.cloud_factory(ctx)
-    ctx.out["cloud"] = conn
+    ctx.out.cloud = conn
     from ..backends.openstack import session
     info = session.probe(conn)
-    ctx.out["cloud_info"] = info
+    ctx.out.cloud_info = info
     return Result.ok("Connected", f"authenticated to {info['auth_url']} as {info['user']} "
                                   f"(project {info['project']}, region {info['region']})")

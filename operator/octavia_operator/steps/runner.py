@@ -12,11 +12,15 @@ import datetime as dt
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .. import conditions as c
 from ..errors import StepError
 from ..spec import OctaviaDeploymentSpec
+
+if TYPE_CHECKING:  # annotations only: the runner does no I/O of its own
+    from ..backends.openstack.identity import IdentityResult
+    from ..builders.cloud import CloudDesired
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,28 @@ class Result:
 
 
 @dataclass
+class Handoff:
+    """The values one step hands to the next, within one reconcile (never persisted)."""
+
+    cloud: Any = None                         # the openstacksdk Connection (step "cloud")
+    cloud_info: dict[str, Any] | None = None  # who we are on the cloud: user, project, region
+    desired: "CloudDesired | None" = None     # the OpenStack resources the spec asks for
+    identity: "IdentityResult | None" = None  # user, project, service, endpoints (step "identity")
+    image: Any = None                         # the amphora image (step "image")
+    network: Any = None                       # network, subnet, security groups (step "network")
+    ports: Any = None                         # the health-manager ports (step "ports")
+    nodes_all: list[dict[str, Any]] | None = None  # every Node, listed once per reconcile
+    service_password: str | None = None
+    passphrases: dict[str, bytes] | None = None
+    certs_digest: str | None = None
+    database_url: str | None = None
+    transport_url: str | None = None
+    inputs: Any = None                        # builders.kube.Inputs, once computed
+    ready_nodes: list[str] | None = None      # nodes whose o-hm0 the host agent has plumbed
+    transient: list[str] = field(default_factory=list)  # steps whose failure clears by itself
+
+
+@dataclass
 class Context:
     """Everything one reconcile of one OctaviaDeployment needs."""
 
@@ -49,8 +75,8 @@ class Context:
     cloud_factory: Callable[["Context"], Any] | None = None
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
     spec: OctaviaDeploymentSpec | None = None
-    # values steps hand to later steps (and to status): cloud connection, IDs, ...
-    out: dict[str, Any] = field(default_factory=dict)
+    # what steps hand to later steps: typed, one field per value
+    out: "Handoff" = field(default_factory=lambda: Handoff())
     # status fields steps want written besides conditions (merged into .status)
     status_updates: dict[str, Any] = field(default_factory=dict)
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
@@ -103,11 +129,11 @@ def run_steps(ctx: Context, steps: list[Step] | None = None) -> list[c.Cond]:
             except StepError as exc:
                 res = Result(c.FALSE, exc.reason, exc.message)
                 if exc.retry:
-                    ctx.out.setdefault("_transient", []).append(step.name)
+                    ctx.out.transient.append(step.name)
             except Exception as exc:  # noqa: BLE001 - reported, retried, never crashes the operator
                 log.exception("step %s failed", step.name)
                 res = Result(c.FALSE, "InternalError", f"{type(exc).__name__}: {exc}")
-                ctx.out.setdefault("_transient", []).append(step.name)
+                ctx.out.transient.append(step.name)
         done[step.name] = res.status
         conds.append(c.Cond(step.condition, res.status, res.reason, res.message))
     return conds
@@ -119,7 +145,7 @@ def reconcile(ctx: Context, steps: list[Step] | None = None) -> Outcome:
     new_conditions = c.merge(ctx.status.get("conditions"), conds, ctx.generation, ctx.now)
     desired = {"conditions": new_conditions, "observedGeneration": ctx.generation, **ctx.status_updates}
     patch = merge_diff(ctx.status, desired)
-    return Outcome(conds, patch, bool(ctx.out.get("_transient")), ctx.events)
+    return Outcome(conds, patch, bool(ctx.out.transient), ctx.events)
 
 
 def merge_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

@@ -72,7 +72,7 @@ def step_certificates(ctx: Context) -> Result:
     assert spec is not None
     cs = spec.certificates
     pp = passphrases(ctx)
-    ctx.out["passphrases"] = pp
+    ctx.out.passphrases = pp
     settings = pki.CertificateSettings(
         ca_validity_days=cs.caValidityDays, client_validity_days=cs.clientValidityDays,
         renew_before_days=cs.renewBeforeDays, key_type=cs.keyType, ca_key_size=cs.caKeySize,
@@ -110,7 +110,7 @@ def step_certificates(ctx: Context) -> Result:
     secrets.apply(ctx, name, "certificates", plan.data, live, requests, data_changed=changed)
     if changed:
         ctx.event("Normal", "Certificates", "; ".join(plan.actions) or "certificates written")
-    ctx.out["certs_digest"] = hashlib.sha256(json.dumps(
+    ctx.out.certs_digest = hashlib.sha256(json.dumps(
         {k: v.decode() for k, v in sorted(plan.data.items())}).encode()).hexdigest()
     expiry = {k: v.astimezone().strftime("%Y-%m-%dT%H:%M:%SZ") for k, v in plan.expiry.items()}
     ctx.status_updates["certificates"] = {
@@ -222,7 +222,7 @@ def step_database(ctx: Context) -> Result:
     names = _names(ctx)
     if db.external:
         ref = db.external.connectionSecret
-        ctx.out["database_url"] = secrets.user_secret(ctx, ref.name, ref.key, "database.external").decode()
+        ctx.out.database_url = secrets.user_secret(ctx, ref.name, ref.key, "database.external").decode()
         return Result.ok("External", f"using the database in Secret {ref.name}")
     if db.managed:
         from ..backends import database
@@ -235,11 +235,11 @@ def step_database(ctx: Context) -> Result:
                                        m.databaseName, m.userName, m.userHost, pw)
         url = database.connection_url(m.host, m.port, m.userName, pw, m.databaseName)
         secrets.ensure_values(ctx, names.database_secret, "database", {"connection": url.encode()})
-        ctx.out["database_url"] = url
+        ctx.out.database_url = url
         if res.changes:
             ctx.event("Normal", "Database", "; ".join(res.changes))
         return Result.ok("Managed", f"database {m.databaseName} and user {m.userName} on {m.host}:{m.port}")
-    ctx.out["database_url"], note = _embedded(
+    ctx.out.database_url, note = _embedded(
         ctx, "MariaDB", names.mariadb, names.database_secret, "database", "connection",
         {"password": secrets.random_password, "root-password": secrets.random_password},
         lambda pw, host: f"mysql+pymysql://octavia:{pw}@{host}:3306/octavia?charset=utf8mb4", kb.embedded_mariadb)
@@ -259,7 +259,7 @@ def step_messaging(ctx: Context) -> Result:
         if "://" not in url:
             raise StepError("InvalidTransportURL", f"the transport_url in Secret {ref.name} is not a URL "
                                                    "(expected rabbit://user:password@host:5672/)")
-        ctx.out["transport_url"] = url
+        ctx.out.transport_url = url
         return Result.ok("External", f"using the message queue in Secret {ref.name}")
     if mq.managed:
         from ..backends import messaging
@@ -272,11 +272,11 @@ def step_messaging(ctx: Context) -> Result:
                                         m.vhost, m.userName, pw)
         url = messaging.transport_url(m.host, m.port, m.userName, pw, m.vhost)
         secrets.ensure_values(ctx, names.messaging_secret, "messaging", {"transport_url": url.encode()})
-        ctx.out["transport_url"] = url
+        ctx.out.transport_url = url
         if res.changes:
             ctx.event("Normal", "Messaging", "; ".join(res.changes))
         return Result.ok("Managed", f"vhost {m.vhost} and user {m.userName} on {m.host}:{m.port}")
-    ctx.out["transport_url"], note = _embedded(
+    ctx.out.transport_url, note = _embedded(
         ctx, "RabbitMQ", names.rabbitmq, names.messaging_secret, "messaging", "transport_url",
         {"password": secrets.random_password, "erlang-cookie": lambda: secrets.random_password(48)},
         lambda pw, host: f"rabbit://octavia:{pw}@{host}:5672/", kb.embedded_rabbitmq)
@@ -291,12 +291,12 @@ def step_messaging(ctx: Context) -> Result:
 
 def inputs(ctx: Context) -> kb.Inputs:
     """Everything the Kubernetes builders need, from the spec, status IDs and the Secrets."""
-    if "inputs" in ctx.out:
-        return ctx.out["inputs"]
+    if ctx.out.inputs is not None:
+        return ctx.out.inputs
     spec = ctx.spec
     assert spec is not None
     ids = lambda k: recorded(ctx, k)  # noqa: E731
-    ports = ctx.out.get("ports")
+    ports = ctx.out.ports
     if ports is None:
         raise StepError("Waiting", "waiting for the health-manager ports (HealthManagerPortsReady)", retry=True)
     # amphorae send heartbeats to every listed address: only ports that bound can receive them
@@ -304,27 +304,27 @@ def inputs(ctx: Context) -> kb.Inputs:
     if not hm_ips:
         raise StepError("NoBoundPorts", "no health-manager port is bound: amphorae would have nowhere to send "
                         "heartbeats (see HealthManagerPortsReady)", retry=True)
-    info = ctx.out.get("cloud_info") or {}
+    info = ctx.out.cloud_info or {}
     cloud = CloudValues(auth_url=info.get("auth_url") or "", image_owner_id=ids("imageOwnerId") or "",
                         flavor_id=ids("flavorId") or "", network_id=ids("networkId") or "",
                         amphora_secgroup_id=ids("amphoraSecurityGroupId") or "", health_manager_ips=hm_ips)
-    pp = ctx.out["passphrases"]
-    svc_pw = (ctx.out.get("service_password") or "").encode() or \
+    pp = ctx.out.passphrases
+    svc_pw = (ctx.out.service_password or "").encode() or \
         (ctx.kube.read_secret(ctx.namespace, _names(ctx).keystone_secret) or {}).get("password", b"")
-    sv = SecretValues(transport_url=ctx.out["transport_url"], database_url=ctx.out["database_url"],
+    sv = SecretValues(transport_url=ctx.out.transport_url, database_url=ctx.out.database_url,
                       heartbeat_key=pp["heartbeat-key"].decode(), service_password=svc_pw.decode(),
                       ca_key_passphrase=pp["ca-key-passphrase"].decode(),
                       server_certs_key_passphrase=pp["server-certs-key-passphrase"].decode())
-    net = ctx.out["network"]
+    net = ctx.out.network
     nodes = {node: {"portId": p.port_id, "mac": p.mac, "ip": p.ip, "prefixLength": p.prefix_length,
                     "bound": p.bound} for node, p in sorted(ports.ports.items())}
     base = kb.Inputs(ctx.name, ctx.namespace, ctx.uid, spec)
     assignments = kb.assignments_doc(base, {"id": net.network.id, "cidr": spec.managementNetwork.cidr,
                                             "mtu": net.mtu or 1500}, nodes)
     inp = kb.Inputs(ctx.name, ctx.namespace, ctx.uid, spec, cloud=cloud, secrets=sv,
-                    certs_digest=ctx.out.get("certs_digest", ""), assignments=assignments,
-                    ready_nodes=len(ctx.out.get("ready_nodes") or []) or 1)
-    ctx.out["inputs"] = inp
+                    certs_digest=(ctx.out.certs_digest or ""), assignments=assignments,
+                    ready_nodes=len(ctx.out.ready_nodes or []) or 1)
+    ctx.out.inputs = inp
     return inp
 
 
@@ -440,14 +440,14 @@ def step_hostagent(ctx: Context) -> Result:
     inp = inputs(ctx)
     _apply_all(ctx, kb.service_accounts(inp)[1:] + [kb.hostagent_config_map(inp),
                                                     kb.hostagent_daemonset(inp, images(spec.release, spec.images))])
-    ports = ctx.out["ports"]
+    ports = ctx.out.ports
     wanted = sorted(ports.ports)
     pods = ctx.kube.list("v1", "Pod", ctx.namespace,
                          label_selector=",".join(f"{k}={v}" for k, v in n.selector(ctx.name, "hostagent").items()))
     ready = sorted({p["spec"].get("nodeName") for p in pods if _pod_ready(p) and p.get("spec", {}).get("nodeName")}
                    & set(wanted))
     label = _names(ctx).o_hm0_label(ctx.namespace)
-    for node in ctx.out.get("nodes_all") or ctx.kube.list("v1", "Node"):
+    for node in ctx.out.nodes_all or ctx.kube.list("v1", "Node"):
         nname = node["metadata"]["name"]
         has = (node["metadata"].get("labels") or {}).get(label) == "ready"
         if nname in ready and not has:
@@ -456,8 +456,8 @@ def step_hostagent(ctx: Context) -> Result:
         elif nname not in ready and has:
             ctx.kube.merge_patch("v1", "Node", nname, None, {"metadata": {"labels": {label: None}}})
             ctx.event("Warning", "NodeNotReady", f"o-hm0 is not ready on {nname}: controllers leave it")
-    ctx.out["ready_nodes"] = ready
-    ctx.out.pop("inputs", None)  # health-manager replicas follow the ready nodes
+    ctx.out.ready_nodes = ready
+    ctx.out.inputs = None  # health-manager replicas follow the ready nodes
     missing = [x for x in wanted if x not in ready]
     if not ready:
         raise StepError("Waiting", f"waiting for the host agent to plumb o-hm0 on {', '.join(wanted)}", retry=True)
@@ -511,7 +511,7 @@ def _push_controller_list(ctx: Context, inp: kb.Inputs) -> str:
     if due is not None and ctx.now < due:
         raise TransientError("AmphoraConfigFailed", f"{len(pending)} amphorae have not taken the health-manager "
                              f"list {current} yet ({', '.join(pending[:5])}); retried at {st['retryAt']}")
-    done, failed = loadbalancer.push_amphora_config(ctx.out["cloud"], only=pending or None)
+    done, failed = loadbalancer.push_amphora_config(ctx.out.cloud, only=pending or None)
     configured = (int(st.get("amphoraeConfigured") or 0) if same_list else 0) + len(done)
     record: dict[str, Any] = {"controllerIPPortList": current, "amphoraeConfigured": configured}
     if done:
