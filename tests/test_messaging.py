@@ -306,7 +306,9 @@ def test_step_messaging_managed(rabbitmq_admin, names, owner):
     assert len(pw) >= 32
     url = data["transport_url"].decode()
     assert ctx.out.transport_url == url == mq.transport_url(a["amqp_host"], a["amqp_port"], user, pw, vhost)
-    assert kube.get("v1", "Secret", secret_name, owner["ns"])["metadata"]["ownerReferences"][0]["uid"] == owner["uid"]
+    meta = kube.get("v1", "Secret", secret_name, owner["ns"])["metadata"]
+    assert "ownerReferences" not in meta   # deletionPolicy Retain (the default): the password outlives the resource
+    assert meta["annotations"]["octavia-operator.dev/owner-id"] == owner["uid"]
     parts = urlsplit(url)
     assert amqp_login(parts.hostname, parts.port, unquote(parts.username), unquote(parts.password),
                       unquote(parts.path[1:])) == (True, "open")
