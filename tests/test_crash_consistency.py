@@ -89,6 +89,9 @@ class Run:
         try:
             api.create(credentials_secret(self.ns, self.d["clouds_yaml"]))
             spec = spec_for(self.sfx, self.d["image_url"], random_cidr())
+            # the runs share node-0 and node-1: each health manager needs a heartbeat port of its own
+            # (its hostPort), as two Octavias on the same nodes would
+            spec["healthManager"] = {**spec["healthManager"], "heartbeatPort": 20000 + (self.kill_after or 0)}
             ready = lambda: _conditions(api.get(REF, "octavia", self.ns)).get("Ready", {}).get("status") == "True"  # noqa: E731
             with self.run_operator(self.ns, env=self.env(kill=True)) as op:
                 api.create({"apiVersion": API, "kind": "OctaviaDeployment",
