@@ -198,6 +198,32 @@ def secret_file(api, ns: str, name: str, key: str) -> str:
 
 
 @contextlib.contextmanager
+@contextlib.contextmanager
+def role_tokens(os_cloud, auth_url: str, sfx: str):
+    """A project and three users of the loopback Keystone: load-balancer_observer, load-balancer_member and
+    Keystone's plain member, each with a project-scoped token (removed afterwards)."""
+    from keystoneauth1 import session as ks_session
+    from keystoneauth1.identity import v3
+    idt = os_cloud.identity
+    project = idt.create_project(name=f"e2e-rbac-{sfx}", domain_id="default")
+    users, tokens = [], {}
+    try:
+        for label, role in (("observer", "load-balancer_observer"), ("lb_member", "load-balancer_member"),
+                            ("member", "member")):
+            pw = uuid.uuid4().hex
+            user = idt.create_user(name=f"e2e-{label}-{sfx}", password=pw, domain_id="default")
+            users.append(user)
+            idt.assign_project_role_to_user(project, user, idt.find_role(role))
+            auth = v3.Password(auth_url=auth_url, username=user.name, password=pw, user_domain_id="default",
+                               project_id=project.id)
+            tokens[label] = ks_session.Session(auth=auth).get_token()
+        yield tokens
+    finally:
+        for user in users:
+            idt.delete_user(user, ignore_missing=True)
+        idt.delete_project(project, ignore_missing=True)
+
+
 def syslog_socket(directory: Path):
     """A datagram socket where the amphora agent's gunicorn sends its syslog (drained, never read)."""
     import socket
@@ -305,6 +331,19 @@ def test_end_to_end_with_the_real_octavia(kube_cluster, kube_namespace, kube_nod
                 assert r.json() == {"loadbalancers": [], "loadbalancers_links": []}
                 assert http.get(f"{base}/v2/lbaas/loadbalancers",
                                 headers={"X-Auth-Token": "not-a-token"}, timeout=30).status_code == 401
+                # spec.policy (advanced-rbac, the default), with real Keystone tokens: a create is
+                # authorised before its VIP is looked up, so a subnet that does not exist tells an
+                # allowed create (400) from a refused one (403) without creating anything
+                with role_tokens(os_cloud, os_cloud_config["auth_url"], sfx) as tokens:
+                    def as_(label, method, **kw):
+                        return requests.request(method, f"{base}/v2/lbaas/loadbalancers", timeout=30,
+                                                headers={"X-Auth-Token": tokens[label]}, **kw).status_code
+                    create = {"json": {"loadbalancer": {"vip_subnet_id": str(uuid.uuid4())}}}
+                    seen = {label: (as_(label, "GET"), as_(label, "POST", **create))
+                            for label in ("observer", "lb_member", "member")}
+                    assert seen["observer"] == (200, 403), seen
+                    assert seen["lb_member"][0] == 200 and seen["lb_member"][1] in (400, 404), seen
+                    assert seen["member"] == (403, 403), seen
 
                 # -- 5. a load balancer reaches the worker over RabbitMQ and ends in ERROR (no compute) ---
                 worker_c = runner.start(one_pod(api, ns, "worker", wait_for))

@@ -96,6 +96,9 @@ local REASONS = {
   MessagingForbidden = "Degraded",
   MessagingError = "Degraded",
   DatabaseSyncFailed = "Degraded",
+  PolicyConfigMapNotFound = "Degraded",
+  PolicyConfigMapKeyMissing = "Degraded",
+  InvalidPolicy = "Degraded",
   AmphoraConfigFailed = "Degraded",         -- retried with backoff, but an amphora that cannot hear the
                                             -- new health-manager list needs a look (or a failover)
   -- deletion (deletionPolicy Delete)

@@ -11,6 +11,7 @@ PART_OF = "octavia"
 # Where the containers find their files.
 CONF_DIR = "/etc/octavia"
 CONF_FILE = f"{CONF_DIR}/octavia.conf"           # ConfigMap: no secrets
+POLICY_FILE = f"{CONF_DIR}/policy.yaml"              # ConfigMap: the API's oslo.policy rules
 SECRETS_CONF_FILE = f"{CONF_DIR}/secrets.d/secrets.conf"  # Secret: merged after octavia.conf by oslo.config
 CERTS_DIR = f"{CONF_DIR}/certs"
 CLOUD_CA_FILE = f"{CONF_DIR}/cloud-ca/ca.crt"

@@ -584,6 +584,32 @@ class APISpec(Component):
     port: int = F(9876, "Port of the API container and of its Service.", ge=1, le=65535)
 
 
+class ConfigMapKeyRef(_Model):
+    name: str = F(..., "Name of a ConfigMap in the OctaviaDeployment's namespace.",
+                  min_length=1, max_length=253, pattern=K8S_NAME)
+    key: str = F("policy.yaml", "Key inside the ConfigMap.", min_length=1, max_length=253, pattern=SECRET_KEY_RE)
+
+
+POLICY_RULE = ("(has(self.rules) && self.rules == 'custom') == has(self.configMap)",
+               "configMap is set exactly when rules is custom")
+
+
+class PolicySpec(_Model):
+    model_config = ConfigDict(json_schema_extra=cel(POLICY_RULE))
+    rules: Literal["advanced-rbac", "keystone-default-roles", "custom"] = F(
+        "advanced-rbac", "Which API policy Octavia enforces. advanced-rbac: the five load-balancer_* roles keep "
+        "their documented meaning (observer, global_observer, member, quota_admin, admin; since 2025.1 Octavia's "
+        "own defaults ignore them). keystone-default-roles: Octavia's defaults (reader, member, admin). custom: "
+        "the policy file in configMap.")
+    configMap: ConfigMapKeyRef | None = F(None, "A ConfigMap key holding a policy file (YAML), with rules: custom.")
+
+    @model_validator(mode="after")
+    def _custom(self) -> "PolicySpec":
+        if (self.rules == "custom") != (self.configMap is not None):
+            raise ValueError(POLICY_RULE[1])
+        return self
+
+
 class OctaviaDeploymentSpec(_Model):
     """Desired state of one Octavia installation."""
 
@@ -611,6 +637,7 @@ class OctaviaDeploymentSpec(_Model):
         None, "Extra non-secret octavia.conf options, by section and key, merged last "
         "(for example {controller_worker: {amp_active_retries: '100'}}).")
     quotas: QuotasSpec | None = F(None, "Quotas to set on the service project (only when given).")
+    policy: PolicySpec = FF(PolicySpec, "The API's access policy (oslo.policy).")
 
     @model_validator(mode="after")
     def _config(self) -> "OctaviaDeploymentSpec":

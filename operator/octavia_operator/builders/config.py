@@ -99,6 +99,7 @@ def config_sections(spec: OctaviaDeploymentSpec, cloud: CloudValues) -> Sections
         "default_provider_driver": "amphora",
         "enabled_provider_drivers": "amphora:The Octavia Amphora driver.",
     }
+    s["oslo_policy"] = {"policy_file": n.POLICY_FILE}
     s["database"] = {"max_retries": "-1", "connection_recycle_time": "3600"}
     s["health_manager"] = {
         "bind_ip": "0.0.0.0",
@@ -158,6 +159,38 @@ def config_sections(spec: OctaviaDeploymentSpec, cloud: CloudValues) -> Sections
     for section, opts in (spec.config or {}).items():
         s.setdefault(section, {}).update(opts)
     return s
+
+
+# spec.policy.rules: advanced-rbac. Since 2025.1 Octavia's own defaults follow Keystone's default roles
+# (reader, member, admin) and give nothing to the load-balancer_* roles; these overrides of Octavia's
+# base rules give those roles back their documented meaning (Octavia's policy guide, "Advanced RBAC"):
+# observer reads its project's load balancers, global_observer reads all, member reads and writes its
+# project's, quota_admin manages quotas, admin everything. Keystone's plain member/reader roles then
+# grant nothing in Octavia.
+ADVANCED_RBAC_POLICY = """\
+# octavia-operator: spec.policy.rules = advanced-rbac
+"context_is_admin": "role:admin or role:load-balancer_admin"
+"load-balancer:owner": "project_id:%(project_id)s"
+"load-balancer:admin": "is_admin:True or role:admin or role:load-balancer_admin"
+"load-balancer:global_observer": "role:load-balancer_global_observer"
+"load-balancer:member_and_owner": "role:load-balancer_member and rule:load-balancer:owner"
+"load-balancer:observer_and_owner": "role:load-balancer_observer and rule:load-balancer:owner"
+"load-balancer:quota-admin": "role:load-balancer_quota_admin"
+"""
+
+KEYSTONE_DEFAULT_ROLES_POLICY = """\
+# octavia-operator: spec.policy.rules = keystone-default-roles (Octavia's own defaults: nothing overridden)
+"""
+
+
+def policy_file(spec: OctaviaDeploymentSpec, custom: str | None = None) -> str:
+    """The policy.yaml the API reads ([oslo_policy] policy_file); ``custom``: the user's file."""
+    rules = spec.policy.rules
+    if rules == "custom":
+        if custom is None:
+            raise ValueError("spec.policy.rules is custom: the caller reads the ConfigMap")
+        return custom
+    return ADVANCED_RBAC_POLICY if rules == "advanced-rbac" else KEYSTONE_DEFAULT_ROLES_POLICY
 
 
 def _literal(value: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from .. import names as n
 from ..releases import Images, images
 from ..spec import OctaviaDeploymentSpec, Component, Toleration
-from .config import CloudValues, SecretValues, render_octavia_conf, render_secrets_conf
+from .config import CloudValues, SecretValues, policy_file, render_octavia_conf, render_secrets_conf
 
 OCTAVIA_UID = 42437  # the octavia user of the Kolla images
 
@@ -38,6 +38,8 @@ class Inputs:
     ready_nodes: int = 1
     # the OctaviaDeployment's generation of the db schema (image) that db-sync must reach
     include_embedded: bool = True
+    # the API's policy.yaml (builders.config.policy_file): for rules: custom, the user's file
+    policy: str | None = None
 
 
 def digest(*parts: str | bytes) -> str:
@@ -101,15 +103,19 @@ def secrets_conf(inp: Inputs) -> str:
     return render_secrets_conf(inp.secrets)
 
 
+def policy_yaml(inp: Inputs) -> str:
+    return inp.policy if inp.policy is not None else policy_file(inp.spec, "# the user's policy file\n")
+
+
 def config_hash(inp: Inputs) -> str:
-    """Changes when octavia.conf, secrets.conf or the certificates change: rolls the pods."""
-    return digest(octavia_conf(inp), secrets_conf(inp), inp.certs_digest)[:16]
+    """Changes when octavia.conf, secrets.conf, the policy or the certificates change: rolls the pods."""
+    return digest(octavia_conf(inp), secrets_conf(inp), policy_yaml(inp), inp.certs_digest)[:16]
 
 
 def config_map(inp: Inputs) -> dict[str, Any]:
     names = n.Names(inp.name)
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(inp, names.config_map, "config"),
-            "data": {"octavia.conf": octavia_conf(inp)}}
+            "data": {"octavia.conf": octavia_conf(inp), "policy.yaml": policy_yaml(inp)}}
 
 
 def _secret(inp: Inputs, name: str, component: str, data: Mapping[str, str]) -> dict[str, Any]:
@@ -137,6 +143,7 @@ def _octavia_volumes(inp: Inputs) -> tuple[list[dict[str, Any]], list[dict[str, 
     ]
     mounts = [
         {"name": "config", "mountPath": n.CONF_FILE, "subPath": "octavia.conf", "readOnly": True},
+        {"name": "config", "mountPath": n.POLICY_FILE, "subPath": "policy.yaml", "readOnly": True},
         {"name": "config-secrets", "mountPath": n.SECRETS_CONF_FILE.rsplit("/", 1)[0], "readOnly": True},
         {"name": "certs", "mountPath": n.CERTS_DIR, "readOnly": True},
         {"name": "state", "mountPath": "/var/lib/octavia"},

@@ -323,7 +323,7 @@ def inputs(ctx: Context) -> kb.Inputs:
                                             "mtu": net.mtu or 1500}, nodes)
     inp = kb.Inputs(ctx.name, ctx.namespace, ctx.uid, spec, cloud=cloud, secrets=sv,
                     certs_digest=(ctx.out.certs_digest or ""), assignments=assignments,
-                    ready_nodes=len(ctx.out.ready_nodes or []) or 1)
+                    ready_nodes=len(ctx.out.ready_nodes or []) or 1, policy=_policy(ctx))
     ctx.out.inputs = inp
     return inp
 
@@ -530,6 +530,36 @@ def _push_controller_list(ctx: Context, inp: kb.Inputs) -> str:
                              + "; ".join(f"{k}: {v}" for k, v in sorted(failed.items())[:5]))
     ctx.status_updates["amphoraConfig"] = record
     return f"; {len(done)} amphorae told about the health managers {current}" if done else ""
+
+
+def _policy(ctx: Context) -> str:
+    """The API's policy.yaml: the operator's for advanced-rbac / keystone-default-roles, else the user's
+    ConfigMap, checked to be a mapping of rule names to check strings (as oslo.policy reads it)."""
+    import yaml
+
+    from ..builders.config import policy_file
+    spec = ctx.spec
+    assert spec is not None
+    ref = spec.policy.configMap
+    if spec.policy.rules != "custom" or ref is None:
+        return policy_file(spec)
+    cm = ctx.kube.get("v1", "ConfigMap", ref.name, ctx.namespace)
+    if cm is None:
+        raise StepError("PolicyConfigMapNotFound", f"policy.configMap: ConfigMap {ctx.namespace}/{ref.name} does "
+                        "not exist", retry=True)
+    text = (cm.get("data") or {}).get(ref.key)
+    if text is None:
+        raise StepError("PolicyConfigMapKeyMissing", f"policy.configMap: ConfigMap {ref.name} has no key "
+                        f"{ref.key!r}", retry=True)
+    try:
+        doc = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise StepError("InvalidPolicy", f"policy.configMap: {ref.name}[{ref.key}] is not YAML: "
+                        f"{str(exc).splitlines()[0]}") from None
+    if not isinstance(doc, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in doc.items()):
+        raise StepError("InvalidPolicy", f"policy.configMap: {ref.name}[{ref.key}] must map rule names to check "
+                        "strings (oslo.policy's policy.yaml)")
+    return text
 
 
 def _amphora_retry_delay(attempt: int) -> float:
