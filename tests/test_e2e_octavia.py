@@ -26,9 +26,7 @@ import contextlib
 import ipaddress
 import json
 import os
-import signal
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -45,7 +43,7 @@ from octd_helpers import REF, clouds_yaml_for, credentials_secret, random_cidr, 
 from hostagent.hostagent_nsutil import NetNS, Ovs, disable_tx_offload
 from pods import amphora_tls, servers
 from pods.runner import PodRunner, wait_http
-from test_operator_process import conditions, not_ready, resource, teardown_cloud
+from test_operator_process import conditions, resource, teardown_cloud
 
 pytestmark = [pytest.mark.kube, pytest.mark.openstack]
 
