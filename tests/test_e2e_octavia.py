@@ -196,7 +196,6 @@ def secret_file(api, ns: str, name: str, key: str) -> str:
 
 
 @contextlib.contextmanager
-@contextlib.contextmanager
 def role_tokens(os_cloud, auth_url: str, sfx: str):
     """A project and three users of the loopback Keystone: load-balancer_observer, load-balancer_member and
     Keystone's plain member, each with a project-scoped token (removed afterwards)."""
@@ -222,6 +221,7 @@ def role_tokens(os_cloud, auth_url: str, sfx: str):
         idt.delete_project(project, ignore_missing=True)
 
 
+@contextlib.contextmanager
 def syslog_socket(directory: Path):
     """A datagram socket where the amphora agent's gunicorn sends its syslog (drained, never read)."""
     import socket

@@ -55,6 +55,13 @@ def main() -> None:
                 conf.register_opt(o, group=group)
             except cfg.DuplicateOptError:
                 pass
+    from oslo_policy import opts as policy_opts   # [oslo_policy]: registered when the API's enforcer starts
+    for group, opts in policy_opts.list_opts():
+        for o in opts:
+            try:
+                conf.register_opt(o, group=group)
+            except cfg.DuplicateOptError:
+                pass
     from oslo_messaging import opts as om_opts   # [DEFAULT] transport_url: registered when RPC starts
     for group, opts in om_opts.list_opts():
         for o in opts:
