@@ -281,18 +281,23 @@ def test_server_ca_rotation_on_request_keeps_the_old_ca_trusted(env):
     assert after["client_ca.cert.pem"] == before["client_ca.cert.pem"]
 
 
+def octavia_db(os_db_admin):
+    """The loopback cloud's Octavia database, where the tests put amphora rows (nothing boots one here)."""
+    import pymysql
+    return pymysql.connect(host=os_db_admin["host"], port=int(os_db_admin["port"]), user=os_db_admin["user"],
+                           password=os_db_admin["password"], database="octavia", autocommit=True)
+
+
 def test_a_changed_health_manager_list_is_pushed_to_live_amphorae(env, os_db_admin):
     import uuid
 
-    import pymysql
     assert converge(env)["Ready"]["status"] == "True"
     first = env.cr()["status"]["amphoraConfig"]
     assert first["controllerIPPortList"].count(":5555") == 2
     # an amphora in the cloud's Octavia database (nothing can boot a real one here): the operator
     # must ask it to reload its configuration through the real Octavia API when the list changes
     amp_id, lb_id = str(uuid.uuid4()), str(uuid.uuid4())
-    db = pymysql.connect(host=os_db_admin["host"], port=int(os_db_admin["port"]), user=os_db_admin["user"],
-                         password=os_db_admin["password"], database="octavia", autocommit=True)
+    db = octavia_db(os_db_admin)
     try:
         with db.cursor() as cur:
             cur.execute("INSERT INTO load_balancer (id, project_id, provisioning_status, operating_status, enabled) "
@@ -323,12 +328,10 @@ def test_a_failed_amphora_push_is_retried_alone_with_backoff_until_it_succeeds(e
     condition clears."""
     import uuid
 
-    import pymysql
     monkeypatch.setenv("OCTAVIA_OPERATOR_AMPHORA_RETRY_DELAY", "3")
     assert converge(env)["Ready"]["status"] == "True"
     good, bad, lb_id = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
-    db = pymysql.connect(host=os_db_admin["host"], port=int(os_db_admin["port"]), user=os_db_admin["user"],
-                         password=os_db_admin["password"], database="octavia", autocommit=True)
+    db = octavia_db(os_db_admin)
     try:
         with db.cursor() as cur:
             cur.execute("INSERT INTO load_balancer (id, project_id, provisioning_status, operating_status, enabled) "

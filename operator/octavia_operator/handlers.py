@@ -91,10 +91,7 @@ def reconcile_by_name(namespace: str, name: str, logger: Any = log, why: str = "
     the Events; nothing is left for kopf to write afterwards, so no stale status can land on a newer
     one. None when the resource is gone or being deleted."""
     k = kube()
-    live = k.get(f"{GROUP}/{VERSION}", "OctaviaDeployment", name, namespace)
-    if live is None or live["metadata"].get("deletionTimestamp"):
-        return None
-    with r.lock_for(live["metadata"]["uid"]):
+    with r.lock_for(namespace, name):
         live = k.get(f"{GROUP}/{VERSION}", "OctaviaDeployment", name, namespace)  # the latest status
         if live is None or live["metadata"].get("deletionTimestamp"):
             return None
@@ -156,7 +153,7 @@ def delete_handler(body: Any, meta: Any, spec: Any, status: Any, patch: Any, log
         logger.info("deletionPolicy Retain: OpenStack resources are kept; Kubernetes children go with their owner")
         return
     ctx = _context(body, meta, spec, status)
-    with r.lock_for(ctx.uid):
+    with r.lock_for(ctx.namespace, ctx.name):
         try:
             ctx.spec = parse_spec(ctx.raw_spec)
             ctx.out.cloud = cloud_from_secret(ctx)

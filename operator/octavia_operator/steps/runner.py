@@ -169,7 +169,8 @@ _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
 
-def lock_for(uid: str) -> threading.Lock:
-    """One reconcile at a time per resource (change handlers and the drift timer share it)."""
+def lock_for(namespace: str, name: str) -> threading.Lock:
+    """One reconcile (or deletion) at a time per resource, whatever triggered it; keyed by name, so
+    the lock is taken before the resource is read and it is read once."""
     with _locks_guard:
-        return _locks.setdefault(uid, threading.Lock())
+        return _locks.setdefault(f"{namespace}/{name}", threading.Lock())
