@@ -74,11 +74,12 @@ def test_one_of_three_replicas_acts_and_another_takes_over(kube_cluster, kube_na
                             == generation, timeout=60, message="the new leader handles the change")
         assert _acted(new_leader, ns) and not _acted(last, ns)
 
-        # a clean stop hands the Lease over at once, without waiting for it to expire
-        t0 = time.monotonic()
+        # a clean stop hands the Lease over at once, without waiting for it to expire: measured from the
+        # moment the process has exited (kopf's own graceful shutdown takes a few seconds before that)
         assert new_leader.stop() == 0
+        t0 = time.monotonic()
         last.wait_for(lambda: holder().startswith(third), timeout=DURATION, message="the handover")
-        assert time.monotonic() - t0 < DURATION
+        assert time.monotonic() - t0 < DURATION / 2
         api.patch(REF, "octavia", {"spec": {"cloud": {"credentialsSecret": {"name": "third-try"}}}}, ns)
         generation = api.get(REF, "octavia", ns)["metadata"]["generation"]
         last.wait_for(lambda: (api.get(REF, "octavia", ns).get("status") or {}).get("observedGeneration")
