@@ -349,6 +349,22 @@ INVALID = [
     ("bad-quantity", {"api.resources": {"limits": {"memory": "lots"}}},
      'spec.api.resources.limits.memory: Invalid value: "lots"', "memory"),
     ("roles-empty", {"identity.roles": []}, "spec.identity.roles in body should have at least 1 items", "roles"),
+    ("jobboard-embedded-and-external", {"jobboard": {"enabled": True, "embedded": {},
+                                                     "external": {"hosts": ["redis.example"]}}},
+     "spec.jobboard: Invalid value: set at most one of embedded and external", "at most one of embedded"),
+    ("jobboard-external-db-without-persistence", {"jobboard": {"enabled": True},
+                                                  "database": {"external": {"connectionSecret": {"name": "db"}}}},
+     "spec: Invalid value: jobboard.enabled with database.external needs jobboard.persistence",
+     "needs jobboard.persistence"),
+    ("jobboard-sentinel-tls-without-sentinel", {"jobboard": {"enabled": True, "external": {
+        "hosts": ["redis.example"], "sentinelTLS": {"caSecret": {"name": "redis-ca"}}}}},
+     "spec.jobboard.external.sentinelTLS: Invalid value: sentinelTLS needs sentinel", "sentinelTLS needs sentinel"),
+    ("jobboard-two-hosts-without-sentinel", {"jobboard": {"enabled": True, "external": {
+        "hosts": ["redis-a.example", "redis-b.example"]}}},
+     "spec.jobboard.external.hosts: Invalid value: more than one host needs sentinel",
+     "more than one host needs sentinel"),
+    ("jobboard-expiration-too-short", {"jobboard": {"enabled": True, "expirationSeconds": 1}},
+     "spec.jobboard.expirationSeconds in body should be greater than or equal to 5", "expirationSeconds"),
 ]
 
 

@@ -213,3 +213,56 @@ def test_probe_reports_deprecated_options(tmp_path, octavia_run):
     path.write_text(cfg.render_octavia_conf(_spec({"neutron": {"endpoint_type": "internalURL"}}), CLOUD))
     got = _probe(octavia_run, path)
     assert got["deprecated"] == ["neutron.endpoint_type"]
+
+
+def test_jobboard_options_are_read_as_octavia_reads_them(tmp_path, octavia_run, octavia_db):
+    """spec.jobboard (external: Sentinel, ACL users, TLS both ways): every [task_flow] option is one that
+    Octavia knows, typed as it types them, and the secret ones come only from secrets.conf."""
+    spec = parse_spec({
+        "cloud": {"credentialsSecret": {"name": "cloud"}},
+        "database": {"external": {"connectionSecret": {"name": "db"}}},
+        "jobboard": {"enabled": True, "expirationSeconds": 45, "saveLogbook": True,
+                     "persistence": {"connectionSecret": {"name": "persistence"}},
+                     "external": {"hosts": ["sentinel-0.redis", "sentinel-1.redis", "fd00::26"], "port": 26379,
+                                  "sentinel": "mymaster", "database": 3, "keyPrefix": "octavia_east",
+                                  "username": "octavia", "passwordSecret": {"name": "redis", "key": "password"},
+                                  "sentinelUsername": "sentinel-user",
+                                  "sentinelPasswordSecret": {"name": "redis", "key": "sentinel-password"},
+                                  "tls": {"caSecret": {"name": "redis-ca"}, "clientCertificateSecret": "redis-client"},
+                                  "sentinelTLS": {"caSecret": {"name": "sentinel-ca"}}}},
+    })
+    secrets = cfg.SecretValues(**{**_secrets(octavia_db["url"]).__dict__, "persistence_url": octavia_db["url"],
+                                  "jobboard_password": "Redis-Pa$s", "jobboard_sentinel_password": "Sentinel-pw"})
+    conf, sec = tmp_path / "octavia.conf", tmp_path / "secrets.conf"
+    conf.write_text(cfg.render_octavia_conf(spec, CLOUD))
+    sec.write_text(cfg.render_secrets_conf(secrets))
+    for path in (conf, sec):
+        out = _validate(octavia_run, path)
+        assert out.returncode == 0 and _errors(out) == [], (path.name, _errors(out), out.stderr[-3000:])
+    got = _probe(octavia_run, conf, sec)
+    assert got["unknown"] == [] and got["deprecated"] == [] and got["errors"] == [], got
+    v = got["values"]
+    assert v["task_flow.jobboard_enabled"] is True
+    assert v["task_flow.jobboard_backend_driver"] == "redis_taskflow_driver"
+    assert v["task_flow.jobboard_backend_hosts"] == ["sentinel-0.redis", "sentinel-1.redis", "fd00::26"]
+    assert v["task_flow.jobboard_backend_port"] == 26379
+    assert v["task_flow.jobboard_redis_sentinel"] == "mymaster"
+    assert v["task_flow.jobboard_redis_backend_db"] == 3
+    assert v["task_flow.jobboard_backend_namespace"] == "octavia_east"
+    assert v["task_flow.jobboard_backend_username"] == "octavia"
+    assert v["task_flow.jobboard_redis_sentinel_username"] == "sentinel-user"
+    assert v["task_flow.jobboard_expiration_time"] == 45 and v["task_flow.jobboard_save_logbook"] is True
+    assert v["task_flow.jobboard_redis_backend_ssl_options"] == {
+        "ssl": "True", "ssl_ca_certs": "/etc/octavia/jobboard-tls/server-ca.crt", "ssl_cert_reqs": "required",
+        "ssl_certfile": "/etc/octavia/jobboard-tls/client.crt", "ssl_keyfile": "/etc/octavia/jobboard-tls/client.key"}
+    assert v["task_flow.jobboard_redis_sentinel_ssl_options"] == {
+        "ssl": "True", "ssl_ca_certs": "/etc/octavia/jobboard-tls/sentinel-ca.crt", "ssl_cert_reqs": "required"}
+    assert v["task_flow.jobboard_backend_password"] == "Redis-Pa$s"       # the `$` survived
+    assert v["task_flow.jobboard_redis_sentinel_password"] == "Sentinel-pw"
+    assert v["task_flow.persistence_connection"] == octavia_db["url"]
+    text = conf.read_text()
+    assert "Redis-Pa" not in text and "Sentinel-pw" not in text and octavia_db["password"] not in text
+    # the persistence database takes taskflow's tables (octavia-db-manage upgrade_persistence)
+    out = octavia_run(["octavia-db-manage", "--config-file", str(conf), "--config-file", str(sec),
+                       "upgrade_persistence"])
+    assert out.returncode == 0, out.stderr[-3000:]

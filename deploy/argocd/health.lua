@@ -99,6 +99,7 @@ local REASONS = {
   PolicyConfigMapNotFound = "Degraded",
   PolicyConfigMapKeyMissing = "Degraded",
   InvalidPolicy = "Degraded",
+  PersistenceDatabaseMissing = "Degraded",  -- jobboard with an external database: give jobboard.persistence
   AmphoraConfigFailed = "Degraded",         -- retried with backoff, but an amphora that cannot hear the
                                             -- new health-manager list needs a look (or a failover)
   -- deletion (deletionPolicy Delete)

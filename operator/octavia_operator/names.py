@@ -15,6 +15,7 @@ POLICY_FILE = f"{CONF_DIR}/policy.yaml"              # ConfigMap: the API's oslo
 SECRETS_CONF_FILE = f"{CONF_DIR}/secrets.d/secrets.conf"  # Secret: merged after octavia.conf by oslo.config
 CERTS_DIR = f"{CONF_DIR}/certs"
 CLOUD_CA_FILE = f"{CONF_DIR}/cloud-ca/ca.crt"
+JOBBOARD_TLS_DIR = f"{CONF_DIR}/jobboard-tls"  # CA and client certificates for Redis / Sentinel TLS
 HOSTAGENT_ASSIGNMENTS = "/etc/octavia-hostagent/assignments.json"
 
 # Annotation carrying the hash of config + certificates on every pod template.
@@ -76,6 +77,14 @@ class Names:
     @property
     def rabbitmq(self) -> str:
         return f"{self.name}-rabbitmq"
+
+    @property
+    def valkey(self) -> str:
+        return f"{self.name}-valkey"
+
+    @property
+    def jobboard_secret(self) -> str:
+        return f"{self.name}-jobboard"
 
     @property
     def hostagent(self) -> str:

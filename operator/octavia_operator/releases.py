@@ -19,6 +19,7 @@ OCTAVIA_IMAGE = f"{IMAGE_REGISTRY}/octavia"
 OPERATOR_IMAGE = f"ghcr.io/octavia-operator/octavia-operator:{__version__}"
 MARIADB_IMAGE = "docker.io/library/mariadb:11.4"
 RABBITMQ_IMAGE = "docker.io/library/rabbitmq:4.1-management"
+VALKEY_IMAGE = "docker.io/valkey/valkey:8.1"
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Images:
     host_agent: str
     mariadb: str
     rabbitmq: str
+    valkey: str
     pull_policy: str
 
 
@@ -70,5 +72,6 @@ def images(release: str, overrides: ImagesSpec) -> Images:
         host_agent=overrides.hostAgent or OPERATOR_IMAGE,
         mariadb=overrides.mariadb or MARIADB_IMAGE,
         rabbitmq=overrides.rabbitmq or RABBITMQ_IMAGE,
+        valkey=overrides.valkey or VALKEY_IMAGE,
         pull_policy=overrides.pullPolicy,
     )

@@ -40,6 +40,8 @@ SECRET_CONFIG_KEYS = (
     ("certificates", "ca_private_key_passphrase"),
     ("certificates", "server_certs_key_passphrase"),
     ("task_flow", "persistence_connection"),
+    ("task_flow", "jobboard_backend_password"),
+    ("task_flow", "jobboard_redis_sentinel_password"),
 )
 
 K8S_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -310,6 +312,99 @@ class MessagingSpec(_Model):
 
 
 # ---------------------------------------------------------------------------------------
+# jobboard
+# ---------------------------------------------------------------------------------------
+
+class RedisTLS(_Model):
+    caSecret: CABundleRef = F(  # type: ignore[valid-type]
+        ..., "Secret with the PEM CA bundle that signed the server's certificate (verified, with its host name).")
+    clientCertificateSecret: str | None = F(
+        None, "kubernetes.io/tls Secret (tls.crt, tls.key) presented to the server, when it asks for client "
+        "certificates (mutual TLS).", pattern=K8S_NAME, max_length=253)
+
+
+class ExternalJobboard(_Model):
+    model_config = ConfigDict(json_schema_extra=cel(
+        ("!has(self.sentinelTLS) || has(self.sentinel)", "sentinelTLS needs sentinel", ".sentinelTLS"),
+        ("!has(self.sentinelPasswordSecret) || has(self.sentinel)", "sentinelPasswordSecret needs sentinel",
+         ".sentinelPasswordSecret"),
+        ("has(self.sentinel) || size(self.hosts) <= 1",
+         "more than one host needs sentinel (without it the workers use one server)", ".hosts"),
+    ))
+    hosts: list[Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[^\s,\[\]]+$")]] = F(
+        ..., "Redis or Valkey servers, by host name or IP. With sentinel: the Sentinels (the first is asked "
+        "first, the others are fallbacks); without: one server.", min_length=1, max_length=8)
+    port: int = F(6379, "Port of the servers (with sentinel: the Sentinels' port, usually 26379).", ge=1, le=65535)
+    sentinel: str | None = F(None, "Name of the Sentinel master set (for example mymaster): the workers ask the "
+                             "Sentinels for the current primary.", min_length=1, max_length=255)
+    database: int = F(0, "Redis database number.", ge=0, le=255)
+    keyPrefix: str = F("octavia_jobboard", "Prefix of the jobboard's keys ([task_flow] jobboard_backend_namespace): "
+                       "deployments that share one Redis need different prefixes (or databases).",
+                       pattern=r"^[A-Za-z0-9_.:-]{1,128}$")
+    username: str | None = F(None, "ACL user name (Redis 6+); unset: the default user.", min_length=1,
+                             max_length=255)
+    passwordSecret: SecretKeyRef | None = F(None, "Secret key holding the server's password.")
+    sentinelUsername: str | None = F(None, "ACL user name on the Sentinels.", min_length=1, max_length=255)
+    sentinelPasswordSecret: SecretKeyRef | None = F(None, "Secret key holding the Sentinels' password.")
+    tls: RedisTLS | None = F(None, "TLS to the servers.")
+    sentinelTLS: RedisTLS | None = F(None, "TLS to the Sentinels.")
+
+    @model_validator(mode="after")
+    def _sentinel(self) -> "ExternalJobboard":
+        if self.sentinelTLS is not None and self.sentinel is None:
+            raise ValueError("sentinelTLS needs sentinel")
+        if self.sentinelPasswordSecret is not None and self.sentinel is None:
+            raise ValueError("sentinelPasswordSecret needs sentinel")
+        if self.sentinel is None and len(self.hosts) > 1:
+            raise ValueError("more than one host needs sentinel (without it the workers use one server)")
+        return self
+
+
+class JobboardPersistence(_Model):
+    connectionSecret: DatabaseURLRef = F(  # type: ignore[valid-type]
+        ..., "Secret holding the SQLAlchemy URL of the persistence database, a database of its own (taskflow's "
+        "tables and migrations cannot share Octavia's database). octavia-db-manage upgrade_persistence creates "
+        "its tables.")
+
+
+JOBBOARD_RULES = (
+    ("!has(self.embedded) || !has(self.external)", "set at most one of embedded and external (none means embedded)"),
+)
+
+
+class JobboardSpec(_Model):
+    model_config = ConfigDict(json_schema_extra=cel(*JOBBOARD_RULES))
+    enabled: bool = F(
+        False, "Run Octavia's flows through the taskflow jobboard ([task_flow] jobboard_enabled): a flow is a "
+        "job in Redis, its progress is saved in the persistence database, and when a worker dies mid-flow "
+        "another one resumes it, so load balancers do not stay in PENDING_* for good. Recommended wherever "
+        "worker pods get rescheduled.")
+    embedded: EmbeddedStore | None = F(None, "Run a single-replica Valkey StatefulSet with a generated password "
+                                       "(the default when nothing is set).")
+    external: ExternalJobboard | None = F(None, "Use an existing Redis or Valkey, optionally behind Sentinel "
+                                          "and over TLS.")
+    persistence: JobboardPersistence | None = F(
+        None, "The persistence database. Default: a database of its own next to Octavia's (named "
+        "<databaseName>_persistence), created by the operator with the managed or embedded database; required "
+        "with an external database.")
+    expirationSeconds: int = F(
+        30, "How long a claim on a job lasts without being renewed ([task_flow] jobboard_expiration_time): a "
+        "job whose worker died is resumed by another after at most this long.", ge=5, le=3600)
+    saveLogbook: bool = F(False, "Keep the logbook of finished jobs in the persistence database "
+                          "([task_flow] jobboard_save_logbook), for analysis.")
+
+    @model_validator(mode="after")
+    def _one(self) -> "JobboardSpec":
+        if self.embedded is not None and self.external is not None:
+            raise ValueError(JOBBOARD_RULES[0][1])
+        return self
+
+    @property
+    def mode(self) -> str:
+        return "external" if self.external else "embedded"
+
+
+# ---------------------------------------------------------------------------------------
 # amphora
 # ---------------------------------------------------------------------------------------
 
@@ -511,6 +606,8 @@ class ImagesSpec(_Model):
                               pattern=IMAGE_RE)
     mariadb: str | None = F(None, "Image of the embedded MariaDB.", pattern=IMAGE_RE)
     rabbitmq: str | None = F(None, "Image of the embedded RabbitMQ.", pattern=IMAGE_RE)
+    valkey: str | None = F(None, "Image of the embedded Valkey (jobboard); a Redis image works too.",
+                           pattern=IMAGE_RE)
     pullPolicy: Literal["Always", "IfNotPresent", "Never"] = F("IfNotPresent", "Image pull policy of every container.")
 
 
@@ -610,8 +707,17 @@ class PolicySpec(_Model):
         return self
 
 
+JOBBOARD_PERSISTENCE_RULE = (
+    "!has(self.jobboard) || !has(self.jobboard.enabled) || !self.jobboard.enabled || !has(self.database) || "
+    "!has(self.database.external) || has(self.jobboard.persistence)",
+    "jobboard.enabled with database.external needs jobboard.persistence.connectionSecret (a database of its own "
+    "for taskflow's tables)")
+
+
 class OctaviaDeploymentSpec(_Model):
     """Desired state of one Octavia installation."""
+
+    model_config = ConfigDict(json_schema_extra=cel(JOBBOARD_PERSISTENCE_RULE))
 
     release: Literal[RELEASES] = F(  # type: ignore[valid-type]
         DEFAULT_RELEASE, "OpenStack release whose default images and configuration dialect are used.")
@@ -638,9 +744,14 @@ class OctaviaDeploymentSpec(_Model):
         "(for example {controller_worker: {amp_active_retries: '100'}}).")
     quotas: QuotasSpec | None = F(None, "Quotas to set on the service project (only when given).")
     policy: PolicySpec = FF(PolicySpec, "The API's access policy (oslo.policy).")
+    jobboard: JobboardSpec = FF(JobboardSpec, "The taskflow jobboard (Redis/Valkey) and its persistence database, "
+                                "so that flows survive a worker that dies.")
 
     @model_validator(mode="after")
     def _config(self) -> "OctaviaDeploymentSpec":
+        jb = self.jobboard
+        if jb.enabled and self.database.external is not None and jb.persistence is None:
+            raise ValueError(JOBBOARD_PERSISTENCE_RULE[1])
         for section, opts in (self.config or {}).items():
             for key in opts:
                 if (section, key) in SECRET_CONFIG_KEYS:

@@ -106,7 +106,7 @@ def main() -> None:
             continue
         if section == "keystone_authtoken" and key not in ktm:
             unknown.append(name)
-        values[name] = value if isinstance(value, (str, int, float, bool, list, type(None))) else str(value)
+        values[name] = value if isinstance(value, (str, int, float, bool, list, dict, type(None))) else str(value)
         opt = (conf._groups[group]._opts if group else conf._opts).get(key, {}).get("opt")
         if opt is not None and (opt.deprecated_for_removal or (opt.dest != key)):
             deprecated.append(name)

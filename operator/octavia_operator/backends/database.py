@@ -226,21 +226,26 @@ def _authenticates(host: str, port: int, user: str, password: str, what: str, se
     return True
 
 
-def drop_database_and_user(admin: AdminCredentials, database: str, user: str, user_host: str) -> Ensured:
-    """Drop the database and the account (``deletionPolicy: Delete``, managed mode only).
+def drop_database_and_user(admin: AdminCredentials, database: str, user: str, user_host: str,
+                           also: tuple[str, ...] = ()) -> Ensured:
+    """Drop the database (and the databases in ``also``) and the account (``deletionPolicy: Delete``,
+    managed mode only).
 
     Idempotent: what is already gone is fine (``changes`` lists only what was dropped). Drops
     exactly `database` and `user`@`user_host`, nothing else; the caller decides that they are the
     operator's to drop (databases and accounts carry no ownership marker).
     """
     _check_names(database, user, user_host)
+    for extra in also:
+        _check_names(extra)
     secrets = [admin.password]
     what = f"database {database} on {admin.host}:{admin.port}"
     changes: list[str] = []
     with _admin_sql(admin, what, secrets) as run:
-        if run("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (database,)):
-            run(f"DROP DATABASE IF EXISTS `{database}`")
-            changes.append(f"dropped database {database}")
+        for db in (*also, database):
+            if run("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (db,)):
+                run(f"DROP DATABASE IF EXISTS `{db}`")
+                changes.append(f"dropped database {db}")
         if run("SELECT 1 FROM mysql.user WHERE User = %s AND Host = %s", (user, user_host)):
             run("DROP USER IF EXISTS %s@%s", (user, user_host))
             changes.append(f"dropped database user '{user}'@'{user_host}'")

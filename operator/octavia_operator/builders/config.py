@@ -47,6 +47,10 @@ class SecretValues:
     service_password: str = "<service-user-password>"
     ca_key_passphrase: str = "<ca_private_key_passphrase>"
     server_certs_key_passphrase: str = "<server_certs_key_passphrase>"
+    # spec.jobboard (None when it is off, or when the server has no password)
+    persistence_url: str | None = None
+    jobboard_password: str | None = None
+    jobboard_sentinel_password: str | None = None
 
 
 Sections = dict[str, dict[str, str]]
@@ -65,8 +69,59 @@ def controller_ip_port_list(spec: OctaviaDeploymentSpec, cloud: CloudValues) -> 
     return ", ".join(_ip_port(ip, spec.healthManager.heartbeatPort) for ip in cloud.controller_ip_port_list)
 
 
-def config_sections(spec: OctaviaDeploymentSpec, cloud: CloudValues) -> Sections:
-    """The non-secret octavia.conf, section by section (spec overrides merged last)."""
+# TLS material of spec.jobboard, where the pods mount it (builders.kube._octavia_volumes)
+JOBBOARD_TLS_FILES = {
+    "tls": ("server-ca.crt", "client.crt", "client.key"),
+    "sentinelTLS": ("sentinel-ca.crt", "sentinel-client.crt", "sentinel-client.key"),
+}
+
+
+def _redis_ssl_options(tls: object, files: tuple[str, str, str]) -> str:
+    """A DictOpt value for jobboard_redis_(backend|sentinel)_ssl_options (redis-py's ssl_* arguments)."""
+    opts = {"ssl": "True", "ssl_ca_certs": f"{n.JOBBOARD_TLS_DIR}/{files[0]}", "ssl_cert_reqs": "required"}
+    if getattr(tls, "clientCertificateSecret", None):
+        opts.update({"ssl_certfile": f"{n.JOBBOARD_TLS_DIR}/{files[1]}",
+                     "ssl_keyfile": f"{n.JOBBOARD_TLS_DIR}/{files[2]}"})
+    return ",".join(f"{k}:{v}" for k, v in opts.items())
+
+
+def task_flow_section(spec: OctaviaDeploymentSpec, embedded_host: str = "<jobboard-host>") -> dict[str, str]:
+    """[task_flow] for spec.jobboard (empty when it is off). The passwords and the persistence URL are
+    secret: they go to secrets.conf (secret_sections)."""
+    jb = spec.jobboard
+    if not jb.enabled:
+        return {}
+    tf = {
+        "jobboard_enabled": "true",
+        "jobboard_backend_driver": "redis_taskflow_driver",
+        "jobboard_expiration_time": str(jb.expirationSeconds),
+        "jobboard_save_logbook": _bool(jb.saveLogbook),
+    }
+    ext = jb.external
+    if ext is None:
+        tf.update({"jobboard_backend_hosts": embedded_host, "jobboard_backend_port": "6379",
+                   "jobboard_backend_namespace": "octavia_jobboard", "jobboard_redis_backend_db": "0"})
+        return tf
+    tf.update({"jobboard_backend_hosts": ", ".join(ext.hosts), "jobboard_backend_port": str(ext.port),
+               "jobboard_backend_namespace": ext.keyPrefix, "jobboard_redis_backend_db": str(ext.database)})
+    if ext.sentinel:
+        tf["jobboard_redis_sentinel"] = ext.sentinel
+    if ext.username:
+        tf["jobboard_backend_username"] = ext.username
+    if ext.sentinelUsername:
+        tf["jobboard_redis_sentinel_username"] = ext.sentinelUsername
+    if ext.tls:
+        tf["jobboard_redis_backend_ssl_options"] = _redis_ssl_options(ext.tls, JOBBOARD_TLS_FILES["tls"])
+    if ext.sentinelTLS:
+        tf["jobboard_redis_sentinel_ssl_options"] = _redis_ssl_options(ext.sentinelTLS,
+                                                                        JOBBOARD_TLS_FILES["sentinelTLS"])
+    return tf
+
+
+def config_sections(spec: OctaviaDeploymentSpec, cloud: CloudValues,
+                    jobboard_host: str = "<jobboard-host>") -> Sections:
+    """The non-secret octavia.conf, section by section (spec overrides merged last).
+    ``jobboard_host``: the embedded Valkey's Service host name (spec.jobboard without external)."""
     rel = RELEASES[spec.release]
     ident = spec.identity
     cafile = n.CLOUD_CA_FILE if spec.cloud.caBundleSecret else None
@@ -156,6 +211,9 @@ def config_sections(spec: OctaviaDeploymentSpec, cloud: CloudValues) -> Sections
     else:  # pragma: no cover - no supported release uses the old names today
         neutron = {"region_name": region, "endpoint_type": interface}
     s["neutron"] = neutron
+    task_flow = task_flow_section(spec, jobboard_host)
+    if task_flow:
+        s["task_flow"] = task_flow
     for section, opts in (spec.config or {}).items():
         s.setdefault(section, {}).update(opts)
     return s
@@ -214,6 +272,12 @@ def secret_sections(secrets: SecretValues) -> Sections:
             "server_certs_key_passphrase": secrets.server_certs_key_passphrase,
         },
     }
+    task_flow = {k: v for k, v in (("persistence_connection", secrets.persistence_url),
+                                   ("jobboard_backend_password", secrets.jobboard_password),
+                                   ("jobboard_redis_sentinel_password", secrets.jobboard_sentinel_password))
+                 if v is not None}
+    if task_flow:
+        s["task_flow"] = task_flow
     return {section: {k: _literal(v) for k, v in opts.items()} for section, opts in s.items()}
 
 
@@ -227,8 +291,8 @@ def to_ini(sections: Sections, header: str) -> str:
     return out.getvalue()
 
 
-def render_octavia_conf(spec: OctaviaDeploymentSpec, cloud: CloudValues) -> str:
-    return to_ini(config_sections(spec, cloud),
+def render_octavia_conf(spec: OctaviaDeploymentSpec, cloud: CloudValues, jobboard_host: str = "<jobboard-host>") -> str:
+    return to_ini(config_sections(spec, cloud, jobboard_host),
                   "octavia.conf rendered by octavia-operator. Do not edit: change the OctaviaDeployment.\n"
                   f"Secrets are in a separate file ({n.SECRETS_CONF_FILE}), merged by oslo.config.")
 

@@ -17,7 +17,8 @@ from typing import Any, Mapping
 from .. import names as n
 from ..releases import Images, images
 from ..spec import OctaviaDeploymentSpec, Component, Toleration
-from .config import CloudValues, SecretValues, policy_file, render_octavia_conf, render_secrets_conf
+from .config import (JOBBOARD_TLS_FILES, CloudValues, SecretValues, policy_file, render_octavia_conf,
+                     render_secrets_conf)
 
 OCTAVIA_UID = 42437  # the octavia user of the Kolla images
 
@@ -95,8 +96,13 @@ def _compact(d: dict[str, Any]) -> dict[str, Any]:
 # config
 # ---------------------------------------------------------------------------------------
 
+def jobboard_host(inp: Inputs) -> str:
+    """The embedded Valkey's Service, as the Octavia pods reach it."""
+    return f"{n.Names(inp.name).valkey}.{inp.namespace}.svc"
+
+
 def octavia_conf(inp: Inputs) -> str:
-    return render_octavia_conf(inp.spec, inp.cloud)
+    return render_octavia_conf(inp.spec, inp.cloud, jobboard_host(inp))
 
 
 def secrets_conf(inp: Inputs) -> str:
@@ -154,7 +160,29 @@ def _octavia_volumes(inp: Inputs) -> tuple[list[dict[str, Any]], list[dict[str, 
         volumes.append({"name": "cloud-ca", "secret": {"secretName": ref.name,
                                                        "items": [{"key": ref.key, "path": "ca.crt"}]}})
         mounts.append({"name": "cloud-ca", "mountPath": n.CLOUD_CA_FILE.rsplit("/", 1)[0], "readOnly": True})
+    sources = _jobboard_tls_sources(inp)
+    if sources:
+        volumes.append({"name": "jobboard-tls", "projected": {"sources": sources, "defaultMode": 0o440}})
+        mounts.append({"name": "jobboard-tls", "mountPath": n.JOBBOARD_TLS_DIR, "readOnly": True})
     return volumes, mounts
+
+
+def _jobboard_tls_sources(inp: Inputs) -> list[dict[str, Any]]:
+    """spec.jobboard.external.tls / sentinelTLS: the CA bundles and client certificates, projected into
+    one directory under the file names octavia.conf uses (builders.config.JOBBOARD_TLS_FILES)."""
+    jb = inp.spec.jobboard
+    if not jb.enabled or jb.external is None:
+        return []
+    sources: list[dict[str, Any]] = []
+    for field_name, (ca, crt, key) in JOBBOARD_TLS_FILES.items():
+        tls = getattr(jb.external, field_name)
+        if tls is None:
+            continue
+        sources.append({"secret": {"name": tls.caSecret.name, "items": [{"key": tls.caSecret.key, "path": ca}]}})
+        if tls.clientCertificateSecret:
+            sources.append({"secret": {"name": tls.clientCertificateSecret, "items": [
+                {"key": "tls.crt", "path": crt}, {"key": "tls.key", "path": key}]}})
+    return sources
 
 
 def octavia_command(img_bin: str, program: str) -> list[str]:
@@ -298,10 +326,33 @@ def internal_api_url(name: str, namespace: str, port: int) -> str:
 DB_SYNC_ATTEMPT_ANNOTATION = f"{n.GROUP}/attempt"
 
 
-def db_sync_identity(img: Images, database_url: str) -> str:
-    """What a db-sync run is for: the image (the schema version it migrates to) and the database.
-    A new image or another database gets a new Job; nothing else re-runs the migration."""
-    return digest(img.db_sync, database_url)
+def db_sync_identity(img: Images, database_url: str, persistence_url: str | None = None) -> str:
+    """What a db-sync run is for: the image (the schema version it migrates to) and the database (and
+    the jobboard's persistence database, when there is one). A new image or another database gets a new
+    Job; nothing else re-runs the migration."""
+    return digest(img.db_sync, database_url, *([persistence_url] if persistence_url else []))
+
+
+# Run by the db-sync Job with the embedded MariaDB and the jobboard on: the persistence database
+# next to Octavia's, for the same user (the embedded server's entrypoint made only "octavia").
+_CREATE_PERSISTENCE_DB = """import os, time, pymysql
+for attempt in range(30):
+    try:
+        c = pymysql.connect(host=os.environ["DB_HOST"], port=3306, user="root",
+                            password=os.environ["DB_ROOT_PASSWORD"], connect_timeout=10)
+        break
+    except pymysql.err.OperationalError as exc:
+        print("waiting for MariaDB:", exc.args[0], flush=True)
+        time.sleep(5)
+else:
+    raise SystemExit("MariaDB unreachable")
+db = os.environ["PERSISTENCE_DB"]
+with c.cursor() as cur:
+    cur.execute(f"CREATE DATABASE IF NOT EXISTS `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci")
+    cur.execute(f"GRANT ALL PRIVILEGES ON `{db}`.* TO 'octavia'@'%'")
+print("database", db, "ready for octavia", flush=True)
+"""
+EMBEDDED_PERSISTENCE_DB = "octavia_persistence"
 
 
 def db_sync_job(inp: Inputs, img: Images, bin_dir: str, attempt: int = 1) -> dict[str, Any]:
@@ -313,7 +364,26 @@ def db_sync_job(inp: Inputs, img: Images, bin_dir: str, attempt: int = 1) -> dic
     """
     names = n.Names(inp.name)
     volumes, mounts = _octavia_volumes(inp)
-    job_digest = db_sync_identity(img, inp.secrets.database_url)
+    jobboard = inp.spec.jobboard.enabled
+    job_digest = db_sync_identity(img, inp.secrets.database_url, inp.secrets.persistence_url if jobboard else None)
+    init: list[dict[str, Any]] = []
+    if jobboard and inp.spec.database.mode == "embedded" and inp.spec.jobboard.persistence is None:
+        init.append({
+            "name": "persistence-database", "image": img.db_sync, "imagePullPolicy": img.pull_policy,
+            "command": [f"{bin_dir}/python", "-c", _CREATE_PERSISTENCE_DB],
+            "env": [{"name": "DB_HOST", "value": f"{names.mariadb}.{inp.namespace}.svc"},
+                    {"name": "PERSISTENCE_DB", "value": EMBEDDED_PERSISTENCE_DB},
+                    {"name": "DB_ROOT_PASSWORD", "valueFrom": {"secretKeyRef": {
+                        "name": names.database_secret, "key": "root-password"}}}],
+            "securityContext": _container_security(),
+        })
+    if jobboard:
+        init.append({
+            "name": "upgrade-persistence", "image": img.db_sync, "imagePullPolicy": img.pull_policy,
+            "command": [f"{bin_dir}/octavia-db-manage", "--config-file", n.CONF_FILE,
+                        "--config-file", n.SECRETS_CONF_FILE, "upgrade_persistence"],
+            "volumeMounts": mounts, "securityContext": _container_security(),
+        })
     return {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": _meta(inp, names.db_sync_job(job_digest), "db-sync",
@@ -328,6 +398,7 @@ def db_sync_job(inp: Inputs, img: Images, bin_dir: str, attempt: int = 1) -> dic
                     "automountServiceAccountToken": False,
                     "securityContext": POD_SECURITY,
                     "enableServiceLinks": False,
+                    **({"initContainers": init} if init else {}),
                     "containers": [{
                         "name": "db-sync", "image": img.db_sync, "imagePullPolicy": img.pull_policy,
                         "command": [f"{bin_dir}/octavia-db-manage", "--config-file", n.CONF_FILE,
@@ -443,7 +514,9 @@ def hostagent_daemonset(inp: Inputs, img: Images) -> dict[str, Any]:
 
 def _statefulset(inp: Inputs, name: str, component: str, image: str, port: int, port_name: str,
                  env: list[dict[str, Any]], data_path: str, store: Any, probe_cmd: list[str],
-                 uid: int, pull_policy: str, extra_ports: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+                 uid: int, pull_policy: str, extra_ports: list[dict[str, Any]] | None = None,
+                 command: list[str] | None = None, volumes: list[dict[str, Any]] | None = None,
+                 mounts: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     svc = {"apiVersion": "v1", "kind": "Service", "metadata": _meta(inp, name, component),
            "spec": {"clusterIP": "None", "selector": n.selector(inp.name, component),
                     "ports": [{"name": port_name, "port": port, "targetPort": port_name, "protocol": "TCP"}]}}
@@ -464,14 +537,16 @@ def _statefulset(inp: Inputs, name: str, component: str, image: str, port: int, 
                     "enableServiceLinks": False,
                     "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}, "fsGroup": uid,
                                         "runAsUser": uid, "runAsGroup": uid, "runAsNonRoot": True},
+                    **({"volumes": volumes} if volumes else {}),
                     "containers": [_compact({
                         "name": component, "image": image, "imagePullPolicy": pull_policy,
+                        "command": command,
                         "env": env,
                         "ports": [{"name": port_name, "containerPort": port, "protocol": "TCP"}] + (extra_ports or []),
                         "resources": _resources(store.resources),
                         "readinessProbe": probe,
                         "livenessProbe": {**probe, "initialDelaySeconds": 60, "failureThreshold": 6},
-                        "volumeMounts": [{"name": "data", "mountPath": data_path}],
+                        "volumeMounts": [{"name": "data", "mountPath": data_path}] + (mounts or []),
                         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
                     })],
                 },
@@ -516,6 +591,32 @@ def embedded_rabbitmq(inp: Inputs, img: Images) -> list[dict[str, Any]]:
                         store, ["rabbitmq-diagnostics", "-q", "check_port_connectivity"], 999, img.pull_policy)
 
 
+VALKEY_CONF = "/etc/valkey/valkey.conf"
+
+
+def valkey_conf(password: str) -> str:
+    """The embedded Valkey's configuration (kept in the jobboard Secret: it holds the password)."""
+    return ("# the embedded Valkey of the taskflow jobboard, written by octavia-operator\n"
+            "bind * -::*\nport 6379\nprotected-mode no\ndir /data\nappendonly yes\n"
+            f"requirepass {password}\n")
+
+
+def embedded_valkey(inp: Inputs, img: Images) -> list[dict[str, Any]]:
+    """A single-replica Valkey (a Redis image works too: the command finds either server)."""
+    names = n.Names(inp.name)
+    store = inp.spec.jobboard.embedded or _default_store()
+    env = [{"name": var, "valueFrom": {"secretKeyRef": {"name": names.jobboard_secret, "key": "password"}}}
+           for var in ("REDISCLI_AUTH", "VALKEYCLI_AUTH")]
+    cli = 'exec "$(command -v valkey-cli || command -v redis-cli)" ping | grep -q PONG'
+    server = f'exec "$(command -v valkey-server || command -v redis-server)" {VALKEY_CONF}'
+    return _statefulset(
+        inp, names.valkey, "valkey", img.valkey, 6379, "redis", env, "/data", store, ["sh", "-c", cli], 999,
+        img.pull_policy, command=["sh", "-c", server],
+        volumes=[{"name": "config", "secret": {"secretName": names.jobboard_secret, "defaultMode": 0o440,
+                                               "items": [{"key": "valkey.conf", "path": "valkey.conf"}]}}],
+        mounts=[{"name": "config", "mountPath": VALKEY_CONF.rsplit("/", 1)[0], "readOnly": True}])
+
+
 def _default_store() -> Any:
     from ..spec import EmbeddedStore
     return EmbeddedStore()
@@ -556,6 +657,8 @@ def build(inp: Inputs) -> list[dict[str, Any]]:
         objs += embedded_mariadb(inp, img)
     if inp.include_embedded and spec.messaging.mode == "embedded":
         objs += embedded_rabbitmq(inp, img)
+    if inp.include_embedded and spec.jobboard.enabled and spec.jobboard.mode == "embedded":
+        objs += embedded_valkey(inp, img)
     objs.append(db_sync_job(inp, img, bin_dir))
     objs.append(api_service(inp))
     objs.append(api_pdb(inp))
@@ -575,6 +678,7 @@ GENERATED_SECRETS = {
                                       "client.cert.pem", "client.cert-and-key.pem")),
     "database_secret": ("database", ("connection", "password", "root-password")),
     "messaging_secret": ("messaging", ("transport_url", "password", "erlang-cookie")),
+    "jobboard_secret": ("jobboard", ("password", "valkey.conf")),
 }
 
 
@@ -587,6 +691,8 @@ def generated_secret_placeholders(inp: Inputs) -> list[dict[str, Any]]:
         if attr == "database_secret" and inp.spec.database.mode == "external":
             continue
         if attr == "messaging_secret" and inp.spec.messaging.mode == "external":
+            continue
+        if attr == "jobboard_secret" and (not inp.spec.jobboard.enabled or inp.spec.jobboard.mode == "external"):
             continue
         out.append(_secret(inp, getattr(names, attr), component, {k: "<generated>" for k in keys}))
     if inp.spec.amphora.ssh.enabled:

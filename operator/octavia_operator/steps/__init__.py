@@ -18,9 +18,11 @@ STEPS: list[Step] = [
     Step("certificates", "CertificatesReady", workloads.step_certificates, depends=("spec",)),
     Step("database", "DatabaseReady", workloads.step_database, depends=("spec",)),
     Step("messaging", "MessagingReady", workloads.step_messaging, depends=("spec",)),
+    Step("jobboard", "JobboardReady", workloads.step_jobboard, depends=("database",)),
     Step("config", "ConfigReady", workloads.step_config,
          # not "ports": one node whose port does not bind must not hold back the others
-         depends=("identity", "image", "flavor", "keypair", "network", "certificates", "database", "messaging")),
+         depends=("identity", "image", "flavor", "keypair", "network", "certificates", "database", "messaging",
+                  "jobboard")),
     Step("dbsync", "DatabaseSynced", workloads.step_dbsync, depends=("config",)),
     Step("hostagent", "HostAgentReady", workloads.step_hostagent, depends=("config",)),
     Step("services", "ServicesReady", workloads.step_services, depends=("dbsync", "hostagent")),

@@ -25,6 +25,13 @@ if TYPE_CHECKING:  # annotations only: the runner does no I/O of its own
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class JobboardSecrets:
+    """What the jobboard step found: the secret [task_flow] values (None where there is none)."""
+
+    persistence_url: str
+    password: str | None = None
+    sentinel_password: str | None = None
 
 
 @dataclass
@@ -55,6 +62,7 @@ class Handoff:
     certs_digest: str | None = None
     database_url: str | None = None
     transport_url: str | None = None
+    jobboard: JobboardSecrets | None = None   # spec.jobboard, when enabled (step "jobboard")
     inputs: Any = None                        # builders.kube.Inputs, once computed
     ready_nodes: list[str] | None = None      # nodes whose o-hm0 the host agent has plumbed
     transient: list[str] = field(default_factory=list)  # steps whose failure clears by itself

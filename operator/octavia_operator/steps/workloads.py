@@ -19,7 +19,7 @@ from ..builders import certificates as certs
 from ..builders import pki
 from ..builders import kube as kb
 from ..builders.config import CloudValues, SecretValues
-from .runner import Context, Result
+from .runner import Context, JobboardSecrets, Result
 from ..errors import StepError, TransientError
 from . import secrets
 from .cloud import recorded
@@ -187,7 +187,8 @@ def _unbound_claim(ctx: Context, server: str, what: str) -> str | None:
     events.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
     reason = events[-1].get("message", "") if events else "no volume has been provisioned or bound yet"
     cls = (pvc.get("spec") or {}).get("storageClassName")
-    field = f"spec.{'database' if what == 'MariaDB' else 'messaging'}.embedded.storageClassName"
+    section = {"MariaDB": "database", "RabbitMQ": "messaging", "Valkey": "jobboard"}[what]
+    field = f"spec.{section}.embedded.storageClassName"
     return (f"PersistentVolumeClaim {claim} is Pending (storage class {cls or 'none: the cluster default'}): "
             f"{reason}. Set {field} to a StorageClass that provisions volumes, or create a PersistentVolume "
             "that the claim can bind")
@@ -286,6 +287,118 @@ def step_messaging(ctx: Context) -> Result:
 
 
 # ----------------------------------------------------------------------------------------
+# jobboard
+# ----------------------------------------------------------------------------------------
+
+def persistence_database_name(database_name: str) -> str:
+    """The managed persistence database: next to Octavia's, named after it (64 characters at most)."""
+    return f"{database_name[:52]}_persistence"
+
+
+def _persistence_url(ctx: Context) -> str:
+    """[task_flow] persistence_connection: the user's Secret, or a database of its own next to Octavia's
+    (managed: created here; embedded: created by the db-sync Job, which runs inside the cluster)."""
+    from urllib.parse import quote as q
+
+    from ..backends import database
+    spec = ctx.spec
+    assert spec is not None
+    jb, db = spec.jobboard, spec.database
+    names = _names(ctx)
+    if jb.persistence is not None:
+        ref = jb.persistence.connectionSecret
+        return secrets.user_secret(ctx, ref.name, ref.key, "jobboard.persistence").decode().strip()
+    if db.managed:
+        m = db.managed
+        admin_pw = secrets.user_secret(ctx, m.adminSecret.name, m.adminSecret.key, "database.managed").decode()
+        pw = secrets.ensure_generated(ctx, names.database_secret, "database",
+                                      {"password": secrets.random_password})["password"].decode()
+        pdb = persistence_database_name(m.databaseName)
+        res = database.ensure_database(database.AdminCredentials(m.host, m.port, m.adminUser, admin_pw),
+                                       pdb, m.userName, m.userHost, pw)
+        if res.changes:
+            ctx.event("Normal", "Database", "; ".join(res.changes))
+        return database.connection_url(m.host, m.port, m.userName, pw, pdb)
+    if db.external:   # refused by the CEL rule and the spec's validator; kept as a clear error
+        raise StepError("PersistenceDatabaseMissing", "jobboard.enabled with database.external needs "
+                        "jobboard.persistence.connectionSecret")
+    pw = secrets.ensure_generated(ctx, names.database_secret, "database",
+                                  {"password": secrets.random_password})["password"].decode()
+    return (f"mysql+pymysql://octavia:{q(pw, safe='')}@{names.mariadb}.{ctx.namespace}.svc:3306/"
+            f"{kb.EMBEDDED_PERSISTENCE_DB}?charset=utf8mb4")
+
+
+def _remove_embedded_valkey(ctx: Context) -> None:
+    """The jobboard was turned off or moved to an external server: the embedded Valkey goes (looked
+    for only when the last reconcile reported one, so a converged deployment makes no extra reads)."""
+    last = c.get(ctx.status.get("conditions"), "JobboardReady") or {}
+    if last.get("reason") in (None, "Disabled", "External"):
+        return
+    names = _names(ctx)
+    gone = []
+    for api_version, kind in (("apps/v1", "StatefulSet"), ("v1", "Service")):
+        live = ctx.kube.get(api_version, kind, names.valkey, ctx.namespace)
+        if live is not None and any(r.get("uid") == ctx.uid for r in live["metadata"].get("ownerReferences") or []):
+            ctx.kube.delete(api_version, kind, names.valkey, ctx.namespace)
+            gone.append(f"{kind} {names.valkey}")
+    if gone:
+        ctx.event("Normal", "Jobboard", "removed the embedded Valkey (" + ", ".join(gone) + "); its volume claim "
+                  "follows deletionPolicy")
+
+
+def step_jobboard(ctx: Context) -> Result:
+    """spec.jobboard: the Redis/Valkey the workers share jobs through, and the persistence database
+    their flows' progress is saved in."""
+    from ..releases import images
+    spec = ctx.spec
+    assert spec is not None
+    jb = spec.jobboard
+    names = _names(ctx)
+    if not jb.enabled or jb.external is not None:
+        _remove_embedded_valkey(ctx)
+    if not jb.enabled:
+        ctx.out.jobboard = None
+        return Result.ok("Disabled", "the jobboard is off: flows run inside the worker that received them, and a "
+                         "worker that dies mid-flow leaves its load balancers in PENDING_* (spec.jobboard.enabled)")
+    persistence = _persistence_url(ctx)
+    ext = jb.external
+    if ext is not None:
+        pw = sentinel_pw = None
+        if ext.passwordSecret:
+            pw = secrets.user_secret(ctx, ext.passwordSecret.name, ext.passwordSecret.key,
+                                     "jobboard.external.passwordSecret").decode().strip()
+        if ext.sentinelPasswordSecret:
+            sentinel_pw = secrets.user_secret(ctx, ext.sentinelPasswordSecret.name, ext.sentinelPasswordSecret.key,
+                                              "jobboard.external.sentinelPasswordSecret").decode().strip()
+        for tls in (ext.tls, ext.sentinelTLS):
+            if tls is None:
+                continue
+            secrets.user_secret(ctx, tls.caSecret.name, tls.caSecret.key, "jobboard.external TLS CA")
+            if tls.clientCertificateSecret:
+                for key in ("tls.crt", "tls.key"):
+                    secrets.user_secret(ctx, tls.clientCertificateSecret, key, "jobboard.external client certificate")
+        ctx.out.jobboard = JobboardSecrets(persistence, pw, sentinel_pw)
+        where = f"Sentinel master {ext.sentinel} via {', '.join(ext.hosts)}" if ext.sentinel else ext.hosts[0]
+        return Result.ok("External", f"jobboard on {where}:{ext.port}{' over TLS' if ext.tls else ''}")
+    data = secrets.ensure_generated(ctx, names.jobboard_secret, "jobboard", {"password": secrets.random_password})
+    pw = data["password"].decode()
+    secrets.ensure_values(ctx, names.jobboard_secret, "jobboard", {"valkey.conf": kb.valkey_conf(pw).encode()})
+    ctx.out.jobboard = JobboardSecrets(persistence, pw)
+    objs = kb.embedded_valkey(kb.Inputs(ctx.name, ctx.namespace, ctx.uid, spec), images(spec.release, spec.images))
+    note = _storage_change(ctx, objs, names.valkey, "Valkey")
+    _apply_all(ctx, objs)
+    if not _statefulset_ready(ctx, names.valkey):
+        unbound = _unbound_claim(ctx, names.valkey, "Valkey")
+        if unbound:
+            raise StepError("VolumeNotBound", unbound, retry=True)
+        raise StepError("Starting", f"waiting for the embedded Valkey StatefulSet {names.valkey} to be ready",
+                        retry=True)
+    if note:
+        return Result(c.TRUE, "StorageChangeIgnored", note)
+    return Result.ok("Embedded", f"embedded Valkey {names.valkey} is ready")
+
+
+# ----------------------------------------------------------------------------------------
 # octavia.conf
 # ----------------------------------------------------------------------------------------
 
@@ -311,10 +424,14 @@ def inputs(ctx: Context) -> kb.Inputs:
     pp = ctx.out.passphrases
     svc_pw = (ctx.out.service_password or "").encode() or \
         (ctx.kube.read_secret(ctx.namespace, _names(ctx).keystone_secret) or {}).get("password", b"")
+    jb = ctx.out.jobboard
     sv = SecretValues(transport_url=ctx.out.transport_url, database_url=ctx.out.database_url,
                       heartbeat_key=pp["heartbeat-key"].decode(), service_password=svc_pw.decode(),
                       ca_key_passphrase=pp["ca-key-passphrase"].decode(),
-                      server_certs_key_passphrase=pp["server-certs-key-passphrase"].decode())
+                      server_certs_key_passphrase=pp["server-certs-key-passphrase"].decode(),
+                      persistence_url=jb.persistence_url if jb else None,
+                      jobboard_password=jb.password if jb else None,
+                      jobboard_sentinel_password=jb.sentinel_password if jb else None)
     net = ctx.out.network
     nodes = {node: {"portId": p.port_id, "mac": p.mac, "ip": p.ip, "prefixLength": p.prefix_length,
                     "bound": p.bound} for node, p in sorted(ports.ports.items())}
@@ -569,7 +686,7 @@ def _amphora_retry_delay(attempt: int) -> float:
     return min(base * 2 ** max(attempt - 1, 0), 1800.0)
 
 
-__all__ = ["step_certificates", "step_database", "step_messaging", "step_config", "step_dbsync",
+__all__ = ["step_certificates", "step_database", "step_messaging", "step_jobboard", "step_config", "step_dbsync",
            "step_hostagent", "step_services", "TransientError"]
 
 
@@ -584,8 +701,9 @@ def teardown_backing_services(ctx: Context) -> list[str]:
         from ..backends import database
         m = spec.database.managed
         admin_pw = secrets.user_secret(ctx, m.adminSecret.name, m.adminSecret.key, "database.managed").decode()
+        also = (persistence_database_name(m.databaseName),) if spec.jobboard.persistence is None else ()
         res = database.drop_database_and_user(database.AdminCredentials(m.host, m.port, m.adminUser, admin_pw),
-                                              m.databaseName, m.userName, m.userHost)
+                                              m.databaseName, m.userName, m.userHost, also=also)
         done += res.changes
     if spec.messaging.managed:
         from ..backends import messaging
