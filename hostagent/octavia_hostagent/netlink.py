@@ -21,6 +21,8 @@ RTMGRP_IPV6_IFADDR = 0x100
 RTMGRP_IPV6_ROUTE = 0x400
 MAIN_TABLE = 254
 IFF_UP = 0x1
+IFA_F_NODAD = 0x02
+IFA_F_DADFAILED = 0x08
 
 
 def _family(f: int) -> int:
@@ -66,6 +68,10 @@ class NetlinkDriver:
         for msg in self.ipr.addr("dump"):
             n = idx_name.get(msg["index"])
             if n is None or msg["scope"] != 0:  # only global-scope addresses (no link-local)
+                continue
+            if (msg.get_attr("IFA_FLAGS") or msg["flags"]) & IFA_F_DADFAILED:
+                # IPv6 duplicate address detection failed: the kernel keeps the address but never uses
+                # it; observed as missing, so the planner adds it again (add_addr replaces it)
                 continue
             addrs[n].append((str(ipaddress.ip_address(msg.get("address"))), msg["prefixlen"]))
         routes = {n: [] for n in links}
@@ -136,11 +142,20 @@ class NetlinkDriver:
             self.ipr.link("set", index=idx, state="up")
 
     def add_addr(self, name: str, address: str, prefixlen: int) -> None:
+        idx = self.index(name)
+        v6 = ipaddress.ip_address(address).version == 6
+        # IPv6: no duplicate address detection. Neutron's IPAM owns the address (nothing else on the
+        # network can hold it), and DAD would leave it tentative (unusable) for a second or two, or
+        # "dadfailed" for good when a looped-back neighbour solicitation is taken for a duplicate.
+        kw = {"flags": IFA_F_NODAD} if v6 else {}
         try:
-            self.ipr.addr("add", index=self.index(name), address=address, prefixlen=prefixlen)
+            self.ipr.addr("add", index=idx, address=address, prefixlen=prefixlen, **kw)
         except NetlinkError as e:
             if e.code != errno.EEXIST:
                 raise
+            if v6:  # only reached when observe() found it missing: a dadfailed copy, replaced
+                self.ipr.addr("del", index=idx, address=address, prefixlen=prefixlen)
+                self.ipr.addr("add", index=idx, address=address, prefixlen=prefixlen, **kw)
 
     def del_addr(self, name: str, address: str, prefixlen: int) -> None:
         try:

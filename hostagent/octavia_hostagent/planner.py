@@ -68,6 +68,10 @@ def desired_chain(a: NodeAssignment, family: int) -> list[str]:
 def desired_sysctls(a: NodeAssignment) -> dict:
     """path under /proc/sys/net -> (value, reason)."""
     d = {f"ipv6/conf/{a.interface}/accept_ra": ("0", "router advertisements must not add routes or addresses")}
+    if a.ip_version == 6:
+        # nodes hardened with net.ipv6.conf.default.disable_ipv6=1 create o-hm0 without IPv6: adding
+        # its address then fails ("IPv6 is disabled on this device")
+        d[f"ipv6/conf/{a.interface}/disable_ipv6"] = ("0", "the management network is IPv6")
     if a.driver == "linuxbridge":
         # The bridge has no address; without this it answers ARP for o-hm0's address with
         # its own MAC (which changes when ports come and go), so peers would send to the

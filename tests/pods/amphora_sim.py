@@ -24,7 +24,8 @@ def main() -> None:
     ap.add_argument("--dests-file", required=True)
     ap.add_argument("--interval", type=float, default=1.0)
     args = ap.parse_args()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    socks = {socket.AF_INET: socket.socket(socket.AF_INET, socket.SOCK_DGRAM),
+             socket.AF_INET6: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)}
     seq = 0
     while True:
         seq += 1
@@ -35,7 +36,8 @@ def main() -> None:
         for d in dests:
             host, port = d.rsplit(":", 1)
             try:
-                sock.sendto(envelope, (host.strip("[]"), int(port)))
+                family, _, _, _, addr = socket.getaddrinfo(host.strip("[]"), int(port), 0, socket.SOCK_DGRAM)[0]
+                socks[family].sendto(envelope, addr)
             except OSError as e:
                 print(f"send to {d}: {e}", flush=True)
         time.sleep(args.interval)

@@ -63,3 +63,12 @@ def test_secrets_file_is_plain_ini_with_only_secret_keys():
     cp.read_string(text)
     got = {(s, k) for s in cfg.parse(text).sections() for k in cfg.parse(text)[s]}
     assert got <= set(SECRET_CONFIG_KEYS)
+
+
+def test_health_manager_binds_the_management_networks_family():
+    # Octavia's health manager opens one UDP socket, of bind_ip's family: on an IPv6 management network
+    # 0.0.0.0 would never see a heartbeat (tests/test_ipv6_heartbeat.py measures it with the real one)
+    v4 = cfg.parse(cfg.render_octavia_conf(_spec(), CLOUD))
+    v6 = cfg.parse(cfg.render_octavia_conf(_spec(managementNetwork={"cidr": "fd00:31::/64"}), CLOUD))
+    assert v4["health_manager"]["bind_ip"] == "0.0.0.0"
+    assert v6["health_manager"]["bind_ip"] == "::"

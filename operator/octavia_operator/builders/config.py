@@ -118,6 +118,17 @@ def task_flow_section(spec: OctaviaDeploymentSpec, embedded_host: str = "<jobboa
     return tf
 
 
+def health_manager_bind_ip(spec: OctaviaDeploymentSpec) -> str:
+    """[health_manager] bind_ip: the wildcard address of the management network's IP version.
+
+    Octavia's health manager opens ONE UDP socket, of the family of bind_ip (heartbeat_udp.UDPStatusGetter):
+    bound to 0.0.0.0 it never receives an IPv6 heartbeat. "::" is used only on an IPv6 management network:
+    the health manager runs with hostNetwork, and a socket bound to "::" takes IPv4 too only while the node's
+    net.ipv6.bindv6only is 0 (and cannot be opened at all on a node booted with ipv6.disable=1).
+    """
+    return "::" if spec.managementNetwork.network.version == 6 else "0.0.0.0"
+
+
 def config_sections(spec: OctaviaDeploymentSpec, cloud: CloudValues,
                     jobboard_host: str = "<jobboard-host>") -> Sections:
     """The non-secret octavia.conf, section by section (spec overrides merged last).
@@ -157,7 +168,7 @@ def config_sections(spec: OctaviaDeploymentSpec, cloud: CloudValues,
     s["oslo_policy"] = {"policy_file": n.POLICY_FILE}
     s["database"] = {"max_retries": "-1", "connection_recycle_time": "3600"}
     s["health_manager"] = {
-        "bind_ip": "0.0.0.0",
+        "bind_ip": health_manager_bind_ip(spec),
         "bind_port": str(hm_port),
         "controller_ip_port_list": controller_ip_port_list(spec, cloud),
     }
