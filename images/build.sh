@@ -65,6 +65,10 @@ for rel in $RELEASES; do
   wheels="$TOOLS/wheelhouse/octavia-$rel"
   mkdir -p "$wheels"
   "$PY" -m pip wheel --quiet --disable-pip-version-check -w "$wheels" -c "$cons" -r images/octavia/requirements.txt 2> >(grep -v "is ignored: it is neither" >&2)
+  # every pin, also those only the image's Python needs (environment markers: Debian's 3.11.2 wants
+  # async-timeout for redis, the host's newer 3.11 does not, so the resolution above skipped it)
+  "$PY" -m pip wheel --quiet --disable-pip-version-check --no-deps -w "$wheels" \
+    -r <(grep -E '^[A-Za-z0-9][^ ]*==' "$cons") 2> >(grep -v "is ignored: it is neither" >&2)
   build "octavia-$rel" --build-arg BASE="$BASE" --build-arg RELEASE="$rel" \
     --build-arg PIP_OPTS="--no-index --find-links /wheels" -v "$wheels:/wheels:ro" \
     --label "octavia-operator.dev/inputs=$want" -t "$img" -f images/octavia/Dockerfile images/octavia
