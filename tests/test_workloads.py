@@ -233,26 +233,39 @@ def test_managed_database_is_created_on_a_real_mariadb_and_dropped_on_delete(env
     env.kube_api.patch(REF, "octavia", {"spec": {"database": {"embedded": None, "managed": {
         "host": os_db_admin["host"], "port": int(os_db_admin["port"]), "adminUser": os_db_admin["user"],
         "adminSecret": {"name": "mariadb-root", "key": "password"}, "databaseName": db, "userName": db[:32],
-        "userHost": "127.0.0.1"}}}}, env.ns)
-    reconcile_until(env, lambda: env.conditions()["DatabaseReady"]["status"] == "True")
+        "userHost": "127.0.0.1"}},
+        # the jobboard's persistence database is made next to it, for the same user
+        "jobboard": {"enabled": True, "external": {"hosts": ["redis.example.test"]}}}}, env.ns)
+    reconcile_until(env, lambda: env.conditions()["DatabaseReady"]["status"] == "True"
+                    and env.conditions()["JobboardReady"]["status"] == "True")
     cond = env.conditions()["DatabaseReady"]
     assert cond["status"] == "True" and cond["reason"] == "Managed", cond
+    assert env.conditions()["JobboardReady"]["reason"] == "External"
     secret = {k: base64.b64decode(v).decode()
               for k, v in env.kube_api.get("secrets", "octavia-database", env.ns)["data"].items()}
-    # the operator's user can connect to its database with the generated password
-    with pymysql.connect(host=os_db_admin["host"], port=int(os_db_admin["port"]), user=db[:32],
-                         password=secret["password"], database=db) as conn, conn.cursor() as cur:
-        cur.execute("CREATE TABLE t (i INT)")
+    # the operator's user can connect to its databases with the generated password
+    for name in (db, f"{db}_persistence"):
+        with pymysql.connect(host=os_db_admin["host"], port=int(os_db_admin["port"]), user=db[:32],
+                             password=secret["password"], database=name) as conn, conn.cursor() as cur:
+            cur.execute("CREATE TABLE t (i INT)")
     assert f"@{os_db_admin['host']}:{os_db_admin['port']}/{db}" in secret["connection"]
-    # deletionPolicy Delete drops exactly that database and user
+    # the persistence URL is in secrets.conf, never in the ConfigMap
+    reconcile_until(env, lambda: env.conditions()["ConfigReady"]["status"] == "True")
+    conf = env.kube_api.get("configmaps", "octavia-config", env.ns)["data"]["octavia.conf"]
+    secrets_conf = base64.b64decode(env.kube_api.get("secrets", "octavia-config-secrets", env.ns)["data"][
+        "secrets.conf"]).decode()
+    assert f"/{db}_persistence" in secrets_conf and "_persistence" not in conf
+    assert "jobboard_enabled = true" in conf and "redis.example.test" in conf
+    # deletionPolicy Delete drops exactly those databases and that user
     ctx = env.context()
     ctx.spec = parse_spec(ctx.raw_spec)
     done = workloads.teardown_backing_services(ctx)
     assert done
     with pymysql.connect(host=os_db_admin["host"], port=int(os_db_admin["port"]), user=os_db_admin["user"],
                          password=os_db_admin["password"]) as conn, conn.cursor() as cur:
-        cur.execute("SHOW DATABASES LIKE %s", (db,))
-        assert cur.fetchall() == ()
+        for name in (db, f"{db}_persistence"):
+            cur.execute("SHOW DATABASES LIKE %s", (name,))
+            assert cur.fetchall() == ()
 
 
 def test_server_ca_rotation_on_request_keeps_the_old_ca_trusted(env):

@@ -454,12 +454,73 @@ class SSHSpec(_Model):
                      min_length=1, max_length=255, pattern=r"^[-_. a-zA-Z0-9@]+$")
 
 
+LOG_TARGET_RE = r"^[^\s,\[\]]+:[0-9]{1,5}$"
+LOGGING_RULES = (
+    ("self.mode != 'External' || (has(self.adminTargets) && size(self.adminTargets) > 0) || "
+     "(has(self.tenantTargets) && size(self.tenantTargets) > 0)",
+     "mode External needs adminTargets or tenantTargets"),
+    ("self.mode == 'External' || (!has(self.adminTargets) && !has(self.tenantTargets))",
+     "adminTargets and tenantTargets are for mode External"),
+    ("self.mode != 'Receiver' || !has(self.protocol) || self.protocol == 'UDP'",
+     "the receiver on the health-manager nodes takes UDP (use mode External for TCP)"),
+    ("!has(self.disableLocalLogStorage) || !self.disableLocalLogStorage || "
+     "(has(self.forwardAllLogs) && self.forwardAllLogs)",
+     "disableLocalLogStorage needs forwardAllLogs (Octavia renders a broken rsyslog rule otherwise)"),
+    ("self.receiverAdminPort != self.receiverTenantPort", "receiverAdminPort and receiverTenantPort must differ"),
+)
+
+
+class AmphoraLoggingSpec(_Model):
+    model_config = ConfigDict(json_schema_extra=cel(*LOGGING_RULES))
+    mode: Literal["Disabled", "Receiver", "External"] = F(
+        "Disabled", "Where amphorae send their logs ([amphora_agent] admin_log_targets, tenant_log_targets). "
+        "Disabled: they keep them. Receiver: to an rsyslog receiver the operator runs beside each health manager "
+        "(reached over o-hm0 at the health-manager port's address; kubectl logs of the health-manager pods' "
+        "log-receiver container shows them, each line marked admin or tenant). External: to the targets below.")
+    protocol: Literal["UDP", "TCP"] = F(
+        "UDP", "Transport ([amphora_agent] log_protocol). Over UDP every amphora sends to the first target only; "
+        "over TCP it moves to the next one when a target fails.")
+    adminTargets: list[Annotated[str, Field(pattern=LOG_TARGET_RE, max_length=300)]] | None = F(
+        None, "mode External: host:port targets of the administrative logs (haproxy, keepalived, the amphora "
+        "agent), first the primary; IPv6 addresses without brackets (fd00::5:10514), as Octavia parses them.",
+        max_length=16)
+    tenantTargets: list[Annotated[str, Field(pattern=LOG_TARGET_RE, max_length=300)]] | None = F(
+        None, "mode External: host:port targets of the tenant flow logs (haproxy traffic logs).", max_length=16)
+    receiverAdminPort: int = F(10514, "mode Receiver: UDP port of the administrative logs.", ge=1024, le=65535)
+    receiverTenantPort: int = F(20514, "mode Receiver: UDP port of the tenant flow logs.", ge=1024, le=65535)
+    forwardAllLogs: bool = F(False, "Forward every log of the amphora to the administrative targets, not only "
+                             "Octavia's ([amphora_agent] forward_all_logs).")
+    disableLocalLogStorage: bool = F(False, "Keep no logs on the amphora itself ([amphora_agent] "
+                                     "disable_local_log_storage); needs forwardAllLogs.")
+
+    @model_validator(mode="after")
+    def _combinations(self) -> "AmphoraLoggingSpec":
+        if self.mode == "External" and not (self.adminTargets or self.tenantTargets):
+            raise ValueError(LOGGING_RULES[0][1])
+        if self.mode != "External" and (self.adminTargets is not None or self.tenantTargets is not None):
+            raise ValueError(LOGGING_RULES[1][1])
+        if self.mode == "Receiver" and self.protocol != "UDP":
+            raise ValueError(LOGGING_RULES[2][1])
+        if self.disableLocalLogStorage and not self.forwardAllLogs:
+            raise ValueError(LOGGING_RULES[3][1])
+        if self.receiverAdminPort == self.receiverTenantPort:
+            raise ValueError(LOGGING_RULES[4][1])
+        return self
+
+    @property
+    def receiver_ports(self) -> tuple[int, ...]:
+        return (self.receiverAdminPort, self.receiverTenantPort) if self.mode == "Receiver" else ()
+
+
 class AmphoraSpec(_Model):
     image: ImageSpec = FF(ImageSpec, "The amphora image.")
     flavor: FlavorSpec = FF(FlavorSpec, "The Nova flavor amphorae boot with.")
     ssh: SSHSpec = FF(SSHSpec, "SSH access to amphorae.")
     topology: Literal["SINGLE", "ACTIVE_STANDBY"] = F(
         "SINGLE", "Default load-balancer topology ([controller_worker] loadbalancer_topology).")
+    logging: AmphoraLoggingSpec = FF(AmphoraLoggingSpec, "Log offloading: where amphorae send their administrative "
+                                     "and tenant logs. Applies to amphorae created after the change (a failover "
+                                     "gives existing ones the new targets).")
 
 
 # ---------------------------------------------------------------------------------------

@@ -76,6 +76,9 @@ def mariadb(workdir: Path, env: Mapping[str, str]) -> Iterator[MariaDB]:
         name, user, pw = env["MARIADB_DATABASE"], env["MARIADB_USER"], env["MARIADB_PASSWORD"]
         db.sql(f"CREATE DATABASE `{name}`; CREATE USER {_quote(user)}@'%' IDENTIFIED BY {_quote(pw)}; "
                f"GRANT ALL ON `{name}`.* TO {_quote(user)}@'%'; "
+               # the image's entrypoint: root@'%' with MARIADB_ROOT_PASSWORD (MARIADB_ROOT_HOST defaults to %)
+               f"CREATE USER 'root'@'%' IDENTIFIED BY {_quote(env['MARIADB_ROOT_PASSWORD'])}; "
+               "GRANT ALL ON *.* TO 'root'@'%' WITH GRANT OPTION; "
                f"ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password "
                f"USING PASSWORD({_quote(env['MARIADB_ROOT_PASSWORD'])})")
         yield db

@@ -148,7 +148,7 @@ def desired(spec: OctaviaDeploymentSpec, endpoints: Mapping[str, str]) -> CloudD
     mn = spec.managementNetwork
     img = spec.amphora.image
     flv = spec.amphora.flavor
-    amp_sg, hm_sg = security_groups(spec)
+    amp_sg, hm_sg = security_groups(spec, spec.amphora.logging.receiver_ports)
     pool = (mn.allocationPool.start, mn.allocationPool.end) if mn.allocationPool else default_pool(mn.cidr)
     quotas = {k: v for k, v in (spec.quotas.model_dump() if spec.quotas else {}).items() if v is not None}
     return CloudDesired(

@@ -129,6 +129,27 @@ def health_manager_bind_ip(spec: OctaviaDeploymentSpec) -> str:
     return "::" if spec.managementNetwork.network.version == 6 else "0.0.0.0"
 
 
+def amphora_agent_section(spec: OctaviaDeploymentSpec, cloud: CloudValues) -> dict[str, str]:
+    """[amphora_agent] for spec.amphora.logging (empty when Disabled). The worker writes these targets
+    into each amphora's rsyslog configuration when it creates the amphora."""
+    from .amphora_logging import log_targets
+    lg = spec.amphora.logging
+    if lg.mode == "Disabled":
+        return {}
+    if lg.mode == "Receiver":
+        ips = cloud.controller_ip_port_list          # the bound health-manager ports, sorted
+        admin, tenant = log_targets(ips, lg.receiverAdminPort), log_targets(ips, lg.receiverTenantPort)
+    else:
+        admin, tenant = ",".join(lg.adminTargets or []), ",".join(lg.tenantTargets or [])
+    out = {"log_protocol": lg.protocol, "forward_all_logs": _bool(lg.forwardAllLogs),
+           "disable_local_log_storage": _bool(lg.disableLocalLogStorage)}
+    if admin:
+        out["admin_log_targets"] = admin
+    if tenant:
+        out["tenant_log_targets"] = tenant
+    return out
+
+
 def config_sections(spec: OctaviaDeploymentSpec, cloud: CloudValues,
                     jobboard_host: str = "<jobboard-host>") -> Sections:
     """The non-secret octavia.conf, section by section (spec overrides merged last).
@@ -222,6 +243,9 @@ def config_sections(spec: OctaviaDeploymentSpec, cloud: CloudValues,
     else:  # pragma: no cover - no supported release uses the old names today
         neutron = {"region_name": region, "endpoint_type": interface}
     s["neutron"] = neutron
+    agent = amphora_agent_section(spec, cloud)
+    if agent:
+        s["amphora_agent"] = agent
     task_flow = task_flow_section(spec, jobboard_host)
     if task_flow:
         s["task_flow"] = task_flow

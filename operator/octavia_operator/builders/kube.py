@@ -115,13 +115,31 @@ def policy_yaml(inp: Inputs) -> str:
 
 def config_hash(inp: Inputs) -> str:
     """Changes when octavia.conf, secrets.conf, the policy or the certificates change: rolls the pods."""
-    return digest(octavia_conf(inp), secrets_conf(inp), policy_yaml(inp), inp.certs_digest)[:16]
+    receiver = log_receiver_conf(inp)
+    return digest(octavia_conf(inp), secrets_conf(inp), policy_yaml(inp), inp.certs_digest,
+                  *([receiver] if receiver is not None else []))[:16]
+
+
+LOG_RECEIVER_CONF = "rsyslog-receiver.conf"
+
+
+def log_receiver_conf(inp: Inputs) -> str | None:
+    """The health managers' amphora-log receiver (spec.amphora.logging.mode Receiver), else None."""
+    from .amphora_logging import receiver_rsyslog_conf
+    lg = inp.spec.amphora.logging
+    if lg.mode != "Receiver":
+        return None
+    return receiver_rsyslog_conf(lg.receiverAdminPort, lg.receiverTenantPort, ("UDP",), "/tmp")
 
 
 def config_map(inp: Inputs) -> dict[str, Any]:
     names = n.Names(inp.name)
+    data = {"octavia.conf": octavia_conf(inp), "policy.yaml": policy_yaml(inp)}
+    receiver = log_receiver_conf(inp)
+    if receiver is not None:
+        data[LOG_RECEIVER_CONF] = receiver
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(inp, names.config_map, "config"),
-            "data": {"octavia.conf": octavia_conf(inp), "policy.yaml": policy_yaml(inp)}}
+            "data": data}
 
 
 def _secret(inp: Inputs, name: str, component: str, data: Mapping[str, str]) -> dict[str, Any]:
@@ -192,7 +210,8 @@ def octavia_command(img_bin: str, program: str) -> list[str]:
 def _deployment(inp: Inputs, component: str, image: str, command: list[str], comp: Component, *,
                 replicas: int, host_network: bool, ports: list[dict[str, Any]] | None = None,
                 probes: dict[str, Any] | None = None, node_selector: dict[str, str] | None = None,
-                extra_pod: dict[str, Any] | None = None, pull_policy: str = "IfNotPresent") -> dict[str, Any]:
+                extra_pod: dict[str, Any] | None = None, pull_policy: str = "IfNotPresent",
+                sidecars: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     names = n.Names(inp.name)
     volumes, mounts = _octavia_volumes(inp)
     container = _compact({
@@ -219,7 +238,7 @@ def _deployment(inp: Inputs, component: str, image: str, command: list[str], com
         "securityContext": POD_SECURITY,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 60,
-        "containers": [container],
+        "containers": [container, *(sidecars or [])],
         "volumes": volumes,
         **(extra_pod or {}),
     })
@@ -293,7 +312,27 @@ def health_manager_deployment(inp: Inputs, img: Images, bin_dir: str) -> dict[st
         replicas=replicas, host_network=True, pull_policy=img.pull_policy,
         # hostPort: the scheduler never puts two health managers on one node (they bind the same port)
         ports=[{"name": "heartbeat", "containerPort": port, "hostPort": port, "protocol": "UDP"}],
-        node_selector=_amphora_node_selector(inp))
+        node_selector=_amphora_node_selector(inp), sidecars=_log_receiver(inp, img))
+
+
+def _log_receiver(inp: Inputs, img: Images) -> list[dict[str, Any]]:
+    """spec.amphora.logging Receiver: rsyslogd beside the health manager (the same node, the same
+    o-hm0 address the amphorae know), printing what it receives on its stdout (kubectl logs)."""
+    from .amphora_logging import receiver_command
+    lg = inp.spec.amphora.logging
+    if lg.mode != "Receiver":
+        return []
+    conf = f"{n.CONF_DIR}/{LOG_RECEIVER_CONF}"
+    return [{
+        "name": "log-receiver", "image": img.health_manager, "imagePullPolicy": img.pull_policy,
+        "command": receiver_command(conf, "/tmp"),
+        "ports": [{"name": name, "containerPort": p, "hostPort": p, "protocol": "UDP"}
+                  for name, p in (("admin-logs", lg.receiverAdminPort), ("tenant-logs", lg.receiverTenantPort))],
+        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "256Mi"}},
+        "volumeMounts": [{"name": "config", "mountPath": conf, "subPath": LOG_RECEIVER_CONF, "readOnly": True},
+                         {"name": "tmp", "mountPath": "/tmp"}],
+        "securityContext": _container_security(),
+    }]
 
 
 def housekeeping_deployment(inp: Inputs, img: Images, bin_dir: str) -> dict[str, Any]:
@@ -433,7 +472,7 @@ def assignments_doc(inp: Inputs, network: Mapping[str, Any] | None = None,
         "subnet": {"cidr": net["cidr"], "ipVersion": 6 if ":" in str(net["cidr"]) else 4},
         "mtu": net["mtu"],
         "heartbeatPort": inp.spec.healthManager.heartbeatPort,
-        "extraUdpPorts": [],
+        "extraUdpPorts": list(inp.spec.amphora.logging.receiver_ports),
         "nodes": dict(nodes if nodes is not None else {
             "<node>": {"portId": "<port-id>", "mac": "<mac>", "ip": "<ip>", "prefixLength": 24, "bound": True}}),
     }
