@@ -16,7 +16,7 @@ each test's outcome is kept on its item for them.
 """
 import pytest
 
-pytest_plugins = ["cloud.plugin", "kube.plugin", "octavia_real.plugin", "rabbitmq.plugin", "redis_real.plugin"]
+pytest_plugins = ["cloud.plugin", "kube.plugin", "octavia_real.plugin", "rabbitmq.plugin", "redis_real.plugin", "ovn.plugin"]
 
 
 def pytest_collection_modifyitems(session, config, items):

@@ -42,6 +42,8 @@ if [ "${SKIP_INSTALL:-0}" != 1 ]; then
   bash tests/tools/apt-install-no-start.sh redis-server
   say "Debian packages: rsyslog (amphora log offloading tests)"
   bash tests/logging_real/install-rsyslog.sh
+  say "Debian packages: OVN's NB/SB databases (the OVN provider in the end-to-end test)"
+  bash tests/ovn/install-ovn.sh
   if ! command -v npm >/dev/null; then
     say "Debian packages: npm (for Helm)"
     apt-get install -y -q --no-install-recommends nodejs npm

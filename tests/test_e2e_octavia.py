@@ -269,7 +269,7 @@ def service_hosts(ns: str, service: str) -> list[str]:
 
 def test_end_to_end_with_the_real_octavia(kube_cluster, kube_namespace, kube_nodes, run_operator, os_cloud,
                                           os_cloud_config, fake_agent_hosts, rabbitmq_admin, redis_server,
-                                          built_images, octavia_venv, tmp_path, wait_for):
+                                          ovn_dbs, built_images, octavia_venv, tmp_path, wait_for):
     api, ns = kube_cluster.api, kube_namespace
     nodes = ["node-0", "node-1"]
     for node in nodes:
@@ -295,11 +295,16 @@ def test_end_to_end_with_the_real_octavia(kube_cluster, kube_namespace, kube_nod
         spec["worker"] = {"replicas": 2}
         # amphora log offloading to the receiver beside each health manager
         spec["amphora"]["logging"] = {"mode": "Receiver"}
+        # the OVN provider next to the amphora one, on real NB/SB ovsdb-servers (ovn-central)
+        spec["providers"] = {"enabled": ["amphora", "ovn"], "ovn": {"connectionSecret": "ovn-dbs"}}
+        ovn_ports = {int(c.rsplit(":", 1)[1]) for c in (ovn_dbs.nb, ovn_dbs.sb)}
         spec["config"] = {"DEFAULT": {"debug": "true"}, "nova": {"endpoint": nova_gate.url + nova_path}}
         gate_port = int(nova_gate.url.rsplit(":", 1)[1])
         try:
             # -- 1. the operator converges (kwok plays the pods) -----------------------------------------
             api.create(credentials_secret(ns, clouds_yaml))
+            api.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ovn-dbs", "namespace": ns},
+                        "stringData": {"nb": ovn_dbs.nb, "sb": ovn_dbs.sb}})
             api.create(resource(ns, spec))
             obj = op.wait_for(lambda: (o := api.get(REF, "octavia", ns)) and conditions(o).get("Ready", {}).get(
                 "status") == "True" and o, timeout=300, message="Ready")
@@ -314,7 +319,7 @@ def test_end_to_end_with_the_real_octavia(kube_cluster, kube_namespace, kube_nod
             redis = redis_server(secret_file(api, ns, "octavia-jobboard", "password"))
             assert "requirepass" in secret_file(api, ns, "octavia-jobboard", "valkey.conf")
             with servers.mariadb(tmp_path / "mariadb", db_env) as db:
-                runner.into = {p: f"127.0.0.1:{p}" for p in cloud_ports | {gate_port}}
+                runner.into = {p: f"127.0.0.1:{p}" for p in cloud_ports | {gate_port} | ovn_ports}
                 runner.into.update({3306: f"127.0.0.1:{db.port}", 5672: f"127.0.0.1:{rabbitmq_admin['amqp_port']}",
                                     6379: f"127.0.0.1:{redis.port}"})
                 runner.hosts = {h: "127.0.0.1" for svc in ("octavia-mariadb", "octavia-rabbitmq", "octavia-valkey")
@@ -336,6 +341,8 @@ def test_end_to_end_with_the_real_octavia(kube_cluster, kube_namespace, kube_nod
                 # -- 4. the API: /healthcheck, then a listing with a Keystone token ---------------------
                 api_pod = one_pod(api, ns, "api", wait_for)
                 api_c = runner.start(api_pod)
+                # the driver agent: the API pod's second container, sharing its sockets' emptyDir
+                agent_c = runner.start(api_pod, "driver-agent")
                 api_port = free_port()
                 runner.expose(api_c.netns, api_port, spec.get("api", {}).get("port", 9876))
                 base = f"http://127.0.0.1:{api_port}"
@@ -412,12 +419,37 @@ def test_end_to_end_with_the_real_octavia(kube_cluster, kube_namespace, kube_nod
                 wlog = worker_c.logs()
                 assert final == "ERROR", wlog[-4000:]
                 # the survivor claimed the dead worker's job once its claim expired and resumed the flow
-                # where it stopped: the create-server task ran again there, nothing before it did
-                assert runs_create(worker_c), wlog[-4000:]
+                # where it stopped: the create-server task ran (and failed, at Nova) there
+                assert any(create_task in ln and "into state 'FAILURE'" in ln for ln in wlog.splitlines()), \
+                    wlog[-4000:]
+                assert "compute_tasks.py" in wlog and "in execute" in wlog
                 # it got as far as Nova: the image (by tag and owner), flavor, network, security group, key
                 # pair and the amphora's certificate (signed with the operator's CA) were all accepted first
                 assert "ComputeBuildException" in wlog, wlog[-4000:]
                 print("surviving worker log (tail):\n" + wlog[-3000:])
+
+                # -- 5b. provider=ovn: the ovn driver inside the API writes the load balancer into the real
+                #        NB database and reports its status through the driver agent's sockets (same pod)
+                def nb_lbs() -> dict[str, dict]:
+                    out = json.loads(ovn_dbs.nbctl("--format=json", "--columns=name,external_ids", "list",
+                                                   "Load_Balancer"))
+                    return {name: dict(ext[1]) for name, ext in out["data"]}
+                # Neutron here is ML2/OVS: nothing else writes the network's logical switch into NB
+                ovn_dbs.nbctl("--may-exist", "ls-add", f"neutron-{vip_net.id}")
+                r = http.post(f"{base}/v2/lbaas/loadbalancers", timeout=60, json={"loadbalancer": {
+                    "name": f"e2e-ovn-{sfx}", "vip_subnet_id": vip_sub.id, "provider": "ovn"}})
+                assert r.status_code == 201, (r.status_code, r.text[:1000], api_c.logs()[-3000:])
+                ovn_lb = r.json()["loadbalancer"]["id"]
+                ovn_status = wait_for(lambda: (s := http.get(f"{base}/v2/lbaas/loadbalancers/{ovn_lb}", timeout=30)
+                                               .json()["loadbalancer"]["provisioning_status"]) != "PENDING_CREATE" and s,
+                                      timeout=120, interval=1, message="the provider=ovn load balancer leaves PENDING")
+                assert ovn_status == "ACTIVE", (ovn_status, api_c.logs()[-3000:], agent_c.logs()[-3000:])
+                row = nb_lbs().get(ovn_lb)
+                assert row is not None, nb_lbs()
+                assert row.get("neutron:vip") == r.json()["loadbalancer"]["vip_address"], row
+                assert http.delete(f"{base}/v2/lbaas/loadbalancers/{ovn_lb}", timeout=60).status_code == 204
+                wait_for(lambda: ovn_lb not in nb_lbs(), timeout=60, interval=1, message="the NB row is deleted")
+                assert agent_c.running(), agent_c.logs()[-3000:]
 
                 # -- 6. housekeeping purges an expired amphora record: its DB cleanup job ran -----------
                 old = str(uuid.uuid4())
@@ -429,7 +461,7 @@ def test_end_to_end_with_the_real_octavia(kube_cluster, kube_namespace, kube_nod
                 assert f"Purged db record for Amphora ID: {old}" in hk.logs()
                 assert hk.running(), hk.logs()[-3000:]
                 for c in (api_c, worker_c, hk):
-                    bad = [ln for ln in c.logs().splitlines() if " CRITICAL " in ln or "Traceback" in ln]
+                    bad = [ln for ln in c.logs().splitlines() if ln.split()[3:4] == ["CRITICAL"] or "Traceback" in ln]
                     if c is not worker_c:
                         assert not bad, f"{c.name}:\n" + "\n".join(bad[:20])
 

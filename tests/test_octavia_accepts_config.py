@@ -107,9 +107,9 @@ def test_db_manage_upgrade_head_builds_the_schema(rendered, octavia_run):
     assert cur_out.returncode == 0 and "(head)" in cur_out.stdout + cur_out.stderr, cur_out.stderr[-2000:]
 
 
-def _validate(octavia_run, path: pathlib.Path):
+def _validate(octavia_run, path: pathlib.Path, extra_namespaces: tuple[str, ...] = ()):
     args = ["oslo-config-validator", "--fatal-warnings", "--input-file", str(path)]
-    for ns in OCTAVIA_NAMESPACES:
+    for ns in OCTAVIA_NAMESPACES + extra_namespaces:
         args += ["--namespace", ns]
     return octavia_run(args)
 
@@ -270,3 +270,27 @@ def test_jobboard_options_are_read_as_octavia_reads_them(tmp_path, octavia_run, 
     out = octavia_run(["octavia-db-manage", "--config-file", str(conf), "--config-file", str(sec),
                        "upgrade_persistence"])
     assert out.returncode == 0, out.stderr[-3000:]
+
+
+def test_ovn_provider_options_are_the_providers_own(tmp_path, octavia_run):
+    """spec.providers with ovn (TLS): [api_settings], [driver_agent] and [ovn] as Octavia and
+    ovn-octavia-provider define them (its oslo.config namespace), the connections only in secrets.conf."""
+    spec = parse_spec({"cloud": {"credentialsSecret": {"name": "cloud"}},
+                       "providers": {"enabled": ["amphora", "ovn"], "default": "ovn",
+                                     "ovn": {"connectionSecret": "ovn-dbs", "tlsSecret": "ovn-client"}}})
+    secrets = cfg.SecretValues(**{**_secrets("mysql+pymysql://o:p@db/octavia").__dict__,
+                                  "ovn_nb_connection": "ssl:10.0.0.5:6641,ssl:10.0.0.6:6641",
+                                  "ovn_sb_connection": "ssl:10.0.0.5:6642"})
+    conf, sec = tmp_path / "octavia.conf", tmp_path / "secrets.conf"
+    conf.write_text(cfg.render_octavia_conf(spec, CLOUD))
+    sec.write_text(cfg.render_secrets_conf(secrets))
+    for path in (conf, sec):
+        out = _validate(octavia_run, path, ("octavia.api.drivers.ovn",))
+        assert out.returncode == 0 and _errors(out) == [], (path.name, _errors(out), out.stderr[-3000:])
+    parsed = cfg.parse(conf.read_text())
+    assert parsed["api_settings"]["enabled_provider_drivers"] == \
+        "amphora:The Octavia Amphora driver.,ovn:Octavia OVN driver."
+    assert parsed["api_settings"]["default_provider_driver"] == "ovn"
+    assert parsed["driver_agent"]["enabled_provider_agents"] == "ovn"
+    assert parsed["ovn"]["ovn_sb_ca_cert"] == "/etc/octavia/ovn-tls/ca.crt"
+    assert "10.0.0.5" not in conf.read_text() and "ssl:10.0.0.5:6642" in sec.read_text()

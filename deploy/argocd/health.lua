@@ -100,6 +100,7 @@ local REASONS = {
   PolicyConfigMapKeyMissing = "Degraded",
   InvalidPolicy = "Degraded",
   PersistenceDatabaseMissing = "Degraded",  -- jobboard with an external database: give jobboard.persistence
+  InvalidOVNConnection = "Degraded",        -- providers.ovn: the nb/sb values in its Secret
   AmphoraConfigFailed = "Degraded",         -- retried with backoff, but an amphora that cannot hear the
                                             -- new health-manager list needs a look (or a failover)
   -- deletion (deletionPolicy Delete)

@@ -16,6 +16,8 @@ SECRETS_CONF_FILE = f"{CONF_DIR}/secrets.d/secrets.conf"  # Secret: merged after
 CERTS_DIR = f"{CONF_DIR}/certs"
 CLOUD_CA_FILE = f"{CONF_DIR}/cloud-ca/ca.crt"
 JOBBOARD_TLS_DIR = f"{CONF_DIR}/jobboard-tls"  # CA and client certificates for Redis / Sentinel TLS
+OVN_TLS_DIR = f"{CONF_DIR}/ovn-tls"             # client certificate for the OVN NB/SB databases
+DRIVER_SOCKETS_DIR = "/var/run/octavia"       # octavia-lib's sockets: ovn-octavia-provider ignores the options
 HOSTAGENT_ASSIGNMENTS = "/etc/octavia-hostagent/assignments.json"
 
 # Annotation carrying the hash of config + certificates on every pod template.

@@ -42,6 +42,8 @@ SECRET_CONFIG_KEYS = (
     ("task_flow", "persistence_connection"),
     ("task_flow", "jobboard_backend_password"),
     ("task_flow", "jobboard_redis_sentinel_password"),
+    ("ovn", "ovn_nb_connection"),
+    ("ovn", "ovn_sb_connection"),
 )
 
 K8S_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -768,6 +770,47 @@ class PolicySpec(_Model):
         return self
 
 
+class OVNProviderSpec(_Model):
+    connectionSecret: str = F(
+        ..., "Secret with the OVN database connections, keys nb and sb (for example ssl:10.0.0.5:6641 and "
+        "ssl:10.0.0.5:6642; a comma-separated list for a clustered database). The API reads nb; the driver "
+        "agent reads both.", pattern=K8S_NAME, max_length=253)
+    tlsSecret: str | None = F(
+        None, "Secret with the client certificate for ssl: connections: tls.crt, tls.key and ca.crt (the CA that "
+        "signed both the NB and the SB servers' certificates: OVS's Python library takes one key, certificate "
+        "and CA per process).", pattern=K8S_NAME, max_length=253)
+    resources: ResourceRequirements | None = F(None, "Compute resources of the octavia-driver-agent container.")
+
+
+PROVIDER_RULES = (
+    ("self.default in self.enabled", "default must be one of enabled"),
+    ("('ovn' in self.enabled) == has(self.ovn)", "ovn is set exactly when enabled lists ovn"),
+)
+
+
+class ProvidersSpec(_Model):
+    model_config = ConfigDict(json_schema_extra=cel(*PROVIDER_RULES))
+    enabled: list[Literal["amphora", "ovn"]] = F(
+        ["amphora"], "Provider drivers the API offers ([api_settings] enabled_provider_drivers).",
+        min_length=1, max_length=2, json_schema_extra={"x-kubernetes-list-type": "set"})
+    default: Literal["amphora", "ovn"] = F("amphora", "Provider of load balancers created without one "
+                                           "([api_settings] default_provider_driver).")
+    ovn: OVNProviderSpec | None = F(
+        None, "The OVN provider (provider=ovn: load balancing by OVN itself, no amphora): the API pods get an "
+        "octavia-driver-agent container running the ovn provider agent (it shares the API's driver sockets, so it "
+        "runs in the same pod).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ProvidersSpec":
+        if len(set(self.enabled)) != len(self.enabled):
+            raise ValueError("enabled lists a provider twice")
+        if self.default not in self.enabled:
+            raise ValueError(PROVIDER_RULES[0][1])
+        if ("ovn" in self.enabled) != (self.ovn is not None):
+            raise ValueError(PROVIDER_RULES[1][1])
+        return self
+
+
 JOBBOARD_PERSISTENCE_RULE = (
     "!has(self.jobboard) || !has(self.jobboard.enabled) || !self.jobboard.enabled || !has(self.database) || "
     "!has(self.database.external) || has(self.jobboard.persistence)",
@@ -807,6 +850,7 @@ class OctaviaDeploymentSpec(_Model):
     policy: PolicySpec = FF(PolicySpec, "The API's access policy (oslo.policy).")
     jobboard: JobboardSpec = FF(JobboardSpec, "The taskflow jobboard (Redis/Valkey) and its persistence database, "
                                 "so that flows survive a worker that dies.")
+    providers: ProvidersSpec = FF(ProvidersSpec, "Load-balancer provider drivers: amphora (the default) and ovn.")
 
     @model_validator(mode="after")
     def _config(self) -> "OctaviaDeploymentSpec":

@@ -180,6 +180,11 @@ class PodRunner:
                 if fs_group is not None:
                     os.chown(path, 0, fs_group)
             elif "emptyDir" in vol:
+                # one per pod, shared by its containers (the API and its driver agent share sockets)
+                path = self.workdir / f"pod-{pod['metadata']['name']}" / name
+                if path.exists():
+                    out[name] = path
+                    continue
                 path.mkdir(parents=True)
                 if fs_group is not None:
                     os.chown(path, 0, fs_group)

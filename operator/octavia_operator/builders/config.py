@@ -47,6 +47,9 @@ class SecretValues:
     service_password: str = "<service-user-password>"
     ca_key_passphrase: str = "<ca_private_key_passphrase>"
     server_certs_key_passphrase: str = "<server_certs_key_passphrase>"
+    # spec.providers.ovn: the NB and SB connections, from the user's Secret (None without ovn)
+    ovn_nb_connection: str | None = None
+    ovn_sb_connection: str | None = None
     # spec.jobboard (None when it is off, or when the server has no password)
     persistence_url: str | None = None
     jobboard_password: str | None = None
@@ -68,6 +71,8 @@ def controller_ip_port_list(spec: OctaviaDeploymentSpec, cloud: CloudValues) -> 
     """[health_manager] controller_ip_port_list: where amphorae send heartbeats."""
     return ", ".join(_ip_port(ip, spec.healthManager.heartbeatPort) for ip in cloud.controller_ip_port_list)
 
+
+PROVIDER_DESCRIPTIONS = {"amphora": "The Octavia Amphora driver.", "ovn": "Octavia OVN driver."}
 
 # TLS material of spec.jobboard, where the pods mount it (builders.kube._octavia_volumes)
 JOBBOARD_TLS_FILES = {
@@ -183,8 +188,8 @@ def config_sections(spec: OctaviaDeploymentSpec, cloud: CloudValues,
         "bind_port": str(spec.api.port),
         "auth_strategy": "keystone",
         "healthcheck_enabled": "true",
-        "default_provider_driver": "amphora",
-        "enabled_provider_drivers": "amphora:The Octavia Amphora driver.",
+        "default_provider_driver": spec.providers.default,
+        "enabled_provider_drivers": ",".join(f"{p}:{PROVIDER_DESCRIPTIONS[p]}" for p in spec.providers.enabled),
     }
     s["oslo_policy"] = {"policy_file": n.POLICY_FILE}
     s["database"] = {"max_retries": "-1", "connection_recycle_time": "3600"}
@@ -243,6 +248,12 @@ def config_sections(spec: OctaviaDeploymentSpec, cloud: CloudValues,
     else:  # pragma: no cover - no supported release uses the old names today
         neutron = {"region_name": region, "endpoint_type": interface}
     s["neutron"] = neutron
+    ovn = spec.providers.ovn
+    if ovn is not None:
+        s["driver_agent"] = {"enabled_provider_agents": "ovn"}
+        if ovn.tlsSecret:
+            tls = {"private_key": "tls.key", "certificate": "tls.crt", "ca_cert": "ca.crt"}
+            s["ovn"] = {f"ovn_{db}_{opt}": f"{n.OVN_TLS_DIR}/{f}" for db in ("nb", "sb") for opt, f in tls.items()}
     agent = amphora_agent_section(spec, cloud)
     if agent:
         s["amphora_agent"] = agent
@@ -313,6 +324,10 @@ def secret_sections(secrets: SecretValues) -> Sections:
                  if v is not None}
     if task_flow:
         s["task_flow"] = task_flow
+    ovn = {k: v for k, v in (("ovn_nb_connection", secrets.ovn_nb_connection),
+                             ("ovn_sb_connection", secrets.ovn_sb_connection)) if v is not None}
+    if ovn:
+        s["ovn"] = ovn
     return {section: {k: _literal(v) for k, v in opts.items()} for section, opts in s.items()}
 
 

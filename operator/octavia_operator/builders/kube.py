@@ -178,6 +178,11 @@ def _octavia_volumes(inp: Inputs) -> tuple[list[dict[str, Any]], list[dict[str, 
         volumes.append({"name": "cloud-ca", "secret": {"secretName": ref.name,
                                                        "items": [{"key": ref.key, "path": "ca.crt"}]}})
         mounts.append({"name": "cloud-ca", "mountPath": n.CLOUD_CA_FILE.rsplit("/", 1)[0], "readOnly": True})
+    ovn = inp.spec.providers.ovn
+    if ovn is not None and ovn.tlsSecret:
+        volumes.append({"name": "ovn-tls", "secret": {"secretName": ovn.tlsSecret, "defaultMode": 0o440, "items": [
+            {"key": k, "path": k} for k in ("tls.crt", "tls.key", "ca.crt")]}})
+        mounts.append({"name": "ovn-tls", "mountPath": n.OVN_TLS_DIR, "readOnly": True})
     sources = _jobboard_tls_sources(inp)
     if sources:
         volumes.append({"name": "jobboard-tls", "projected": {"sources": sources, "defaultMode": 0o440}})
@@ -288,13 +293,41 @@ def api_command(inp: Inputs, bin_dir: str) -> list[str]:
 def api_deployment(inp: Inputs, img: Images, bin_dir: str) -> dict[str, Any]:
     port = inp.spec.api.port
     probe = {"httpGet": {"path": "/healthcheck", "port": "api"}, "periodSeconds": 10, "timeoutSeconds": 5}
-    return _deployment(
+    dep = _deployment(
         inp, "api", img.api, api_command(inp, bin_dir), inp.spec.api,
         replicas=inp.spec.api.replicas, host_network=False, pull_policy=img.pull_policy,
         ports=[{"name": "api", "containerPort": port, "protocol": "TCP"}],
         probes={"readinessProbe": {**probe, "failureThreshold": 3},
                 "livenessProbe": {**probe, "initialDelaySeconds": 30, "failureThreshold": 6}},
-        extra_pod=_spread(inp, "api"))
+        extra_pod=_spread(inp, "api"), sidecars=_driver_agent(inp, img, bin_dir))
+    if inp.spec.providers.ovn is not None:
+        pod = dep["spec"]["template"]["spec"]
+        pod["volumes"].append({"name": "driver-sockets", "emptyDir": {}})
+        pod["containers"][0]["volumeMounts"].append({"name": "driver-sockets", "mountPath": n.DRIVER_SOCKETS_DIR})
+    return dep
+
+
+DRIVER_SOCKETS = ("status.sock", "stats.sock", "get.sock")
+
+
+def _driver_agent(inp: Inputs, img: Images, bin_dir: str) -> list[dict[str, Any]]:
+    """spec.providers.ovn: octavia-driver-agent beside the API, in the same pod. The ovn driver runs inside
+    the API process and reports to the agent over unix sockets at octavia-lib's default paths (it ignores
+    [driver_agent] *_socket_path), so the two share an emptyDir there; the pod is Ready only once the agent
+    serves them (the API would otherwise hang on every provider=ovn request)."""
+    ovn = inp.spec.providers.ovn
+    if ovn is None:
+        return []
+    _, mounts = _octavia_volumes(inp)
+    ready = " && ".join(f"test -S {n.DRIVER_SOCKETS_DIR}/{sock}" for sock in DRIVER_SOCKETS)
+    return [_compact({
+        "name": "driver-agent", "image": img.api, "imagePullPolicy": img.pull_policy,
+        "command": octavia_command(bin_dir, "octavia-driver-agent"),
+        "resources": _resources(ovn.resources),
+        "volumeMounts": mounts + [{"name": "driver-sockets", "mountPath": n.DRIVER_SOCKETS_DIR}],
+        "readinessProbe": {"exec": {"command": ["sh", "-c", ready]}, "periodSeconds": 10, "timeoutSeconds": 5},
+        "securityContext": _container_security(),
+    })]
 
 
 def worker_deployment(inp: Inputs, img: Images, bin_dir: str) -> dict[str, Any]:

@@ -425,13 +425,29 @@ def inputs(ctx: Context) -> kb.Inputs:
     svc_pw = (ctx.out.service_password or "").encode() or \
         (ctx.kube.read_secret(ctx.namespace, _names(ctx).keystone_secret) or {}).get("password", b"")
     jb = ctx.out.jobboard
+    ovn_nb = ovn_sb = None
+    ovn = spec.providers.ovn
+    if ovn is not None:
+        what = "providers.ovn.connectionSecret"
+        ovn_nb = secrets.user_secret(ctx, ovn.connectionSecret, "nb", what).decode().strip()
+        ovn_sb = secrets.user_secret(ctx, ovn.connectionSecret, "sb", what).decode().strip()
+        for conn in (ovn_nb, ovn_sb):
+            if not all(part.split(":", 1)[0] in ("tcp", "ssl", "unix") for part in conn.split(",")):
+                raise StepError("InvalidOVNConnection", f"{what}: {conn!r} is not an OVSDB connection "
+                                "(tcp:HOST:PORT, ssl:HOST:PORT, or a comma-separated list of them)")
+        if "ssl:" in ovn_nb + ovn_sb and not ovn.tlsSecret:
+            raise StepError("InvalidOVNConnection", f"{what}: ssl: connections need providers.ovn.tlsSecret")
+        if ovn.tlsSecret:
+            for key in ("tls.crt", "tls.key", "ca.crt"):
+                secrets.user_secret(ctx, ovn.tlsSecret, key, "providers.ovn.tlsSecret")
     sv = SecretValues(transport_url=ctx.out.transport_url, database_url=ctx.out.database_url,
                       heartbeat_key=pp["heartbeat-key"].decode(), service_password=svc_pw.decode(),
                       ca_key_passphrase=pp["ca-key-passphrase"].decode(),
                       server_certs_key_passphrase=pp["server-certs-key-passphrase"].decode(),
                       persistence_url=jb.persistence_url if jb else None,
                       jobboard_password=jb.password if jb else None,
-                      jobboard_sentinel_password=jb.sentinel_password if jb else None)
+                      jobboard_sentinel_password=jb.sentinel_password if jb else None,
+                      ovn_nb_connection=ovn_nb, ovn_sb_connection=ovn_sb)
     net = ctx.out.network
     nodes = {node: {"portId": p.port_id, "mac": p.mac, "ip": p.ip, "prefixLength": p.prefix_length,
                     "bound": p.bound} for node, p in sorted(ports.ports.items())}
