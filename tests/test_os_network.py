@@ -36,7 +36,7 @@ def _cidr(version: int = 4) -> str:
 
 
 def net_desired(u: str, *, cidr: str | None = None, ssh: bool = True, pool: tuple[str, str] | None = None,
-                network_id: str | None = None, version: int = 4):
+                network_id: str | None = None, version: int = 4, logging: dict | None = None):
     mn = {"name": f"{u}-net", "subnetName": f"{u}-subnet", "cidr": cidr or _cidr(version),
           "securityGroups": {"amphora": f"{u}-amp", "healthManager": f"{u}-hm"}}
     if pool:
@@ -45,7 +45,7 @@ def net_desired(u: str, *, cidr: str | None = None, ssh: bool = True, pool: tupl
         mn["networkId"] = network_id
     spec = OctaviaDeploymentSpec.model_validate({
         "cloud": {"credentialsSecret": {"name": "x"}}, "managementNetwork": mn,
-        "amphora": {"ssh": {"enabled": ssh}}})
+        "amphora": {"ssh": {"enabled": ssh}, **({"logging": logging} if logging else {})}})
     return cloud_desired(spec, {"internal": "http://127.0.0.1:9876"}).network
 
 
@@ -161,7 +161,8 @@ def test_create_from_scratch_then_converged(env):
 
 
 def test_ipv6_subnet_has_no_gateway_and_stateful_dhcp(env):
-    conn, d = env.conn, net_desired(env.u, version=6)
+    # with the amphora-log receiver: its UDP ports are open on the health-manager ports too
+    conn, d = env.conn, net_desired(env.u, version=6, logging={"mode": "Receiver"})
     mn = ensure(env, d)
     sn = conn.network.get_subnet(mn.subnet.id)
     assert sn.ip_version == 6 and ipaddress.ip_network(sn.cidr) == ipaddress.ip_network(d.cidr)
@@ -169,6 +170,7 @@ def test_ipv6_subnet_has_no_gateway_and_stateful_dhcp(env):
     assert sn.ipv6_address_mode == "dhcpv6-stateful" and sn.ipv6_ra_mode is None
     hm = rule_keys(conn, mn.health_manager_sg.id)
     assert ("IPv6", "udp", 5555, 5555, d.cidr) in hm and ("IPv6", "ipv6-icmp", None, None, None) in hm
+    assert {("IPv6", "udp", p, p, d.cidr) for p in (10514, 20514)} <= hm
     with WriteCounter(conn) as w:
         ensure(env, d)
     assert w.writes == []

@@ -99,3 +99,35 @@ def test_log_targets_keeps_order_and_drops_duplicates():
 def test_log_targets_rejects_bad_input(ips, port):
     with pytest.raises(ValueError):
         log_targets(ips, port)
+
+
+# -- the operator's wiring of spec.amphora.logging ---------------------------------------------------
+from octavia_operator.builders import config as cfg  # noqa: E402
+from octavia_operator.builders import kube as kb  # noqa: E402
+from octavia_operator.releases import images  # noqa: E402
+from octavia_operator.spec import parse_spec  # noqa: E402
+
+CLOUD = cfg.CloudValues(auth_url="http://keystone:5000/v3", image_owner_id="p", flavor_id="f", network_id="n",
+                        amphora_secgroup_id="s", health_manager_ips={"a": "172.31.0.5"})
+
+
+def test_log_receiver_ports_reach_the_security_group_and_the_host_agent():
+    from octavia_operator.builders.cloud import security_groups
+    spec = parse_spec({"cloud": {"credentialsSecret": {"name": "c"}},
+                       "amphora": {"logging": {"mode": "Receiver", "receiverAdminPort": 11514}}})
+    _, hm = security_groups(spec, spec.amphora.logging.receiver_ports)
+    udp = {(r.port_min, r.remote_ip_prefix) for r in hm.rules if r.protocol == "udp"}
+    assert {(5555, "172.31.0.0/24"), (11514, "172.31.0.0/24"), (20514, "172.31.0.0/24")} == udp
+    inp = kb.Inputs("octavia", "ns1", "uid-1", spec, cloud=CLOUD)
+    assert kb.assignments_doc(inp)["extraUdpPorts"] == [11514, 20514]
+    hm_pod = kb.health_manager_deployment(inp, images("2026.1", spec.images), "/venv/bin")["spec"]["template"]["spec"]
+    receiver = next(c for c in hm_pod["containers"] if c["name"] == "log-receiver")
+    assert receiver["command"][0] == "rsyslogd" and receiver["securityContext"]["runAsNonRoot"]
+    assert {p["hostPort"] for p in receiver["ports"]} == {11514, 20514}
+    assert "rsyslog-receiver.conf" in kb.config_map(inp)["data"]
+    agent = cfg.parse(kb.octavia_conf(inp))["amphora_agent"]
+    assert agent["admin_log_targets"] == "172.31.0.5:11514" and agent["tenant_log_targets"] == "172.31.0.5:20514"
+    # off: nothing of it
+    off = kb.Inputs("octavia", "ns1", "uid-1", parse_spec({"cloud": {"credentialsSecret": {"name": "c"}}}), cloud=CLOUD)
+    assert kb.assignments_doc(off)["extraUdpPorts"] == []
+    assert not cfg.parse(kb.octavia_conf(off)).has_section("amphora_agent")

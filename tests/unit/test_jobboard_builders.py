@@ -101,3 +101,4 @@ def test_embedded_placeholder_secret_listed():
     inp = _inputs({"enabled": True})
     sec = next(o for o in kb.generated_secret_placeholders(inp) if o["metadata"]["name"] == "octavia-jobboard")
     assert base64.b64decode(sec["data"]["password"]) == b"<generated>"
+
