@@ -112,6 +112,13 @@ def test_kubectl_apply_operator_yaml_then_octavia_yaml(new_kube_cluster, os_clou
                        message="kubectl explain")
     assert "allocationPool" in explain and "must not overlap" in explain
     assert "heartbeatPort" in cluster.kubectl("explain", "octd.spec.healthManager").stdout
+    # the production features explain themselves too
+    jobboard = cluster.kubectl("explain", "octd.spec.jobboard").stdout
+    assert "PENDING_*" in jobboard and "persistence" in jobboard and "expirationSeconds" in jobboard
+    assert "Sentinel" in cluster.kubectl("explain", "octd.spec.jobboard.external.sentinel").stdout
+    assert "octavia-driver-agent" in cluster.kubectl("explain", "octd.spec.providers.ovn").stdout
+    assert "brackets" in cluster.kubectl("explain", "octd.spec.amphora.logging.adminTargets").stdout
+    assert "load-balancer_" in cluster.kubectl("explain", "octd.spec.policy.rules").stdout
 
     out = cluster.kubectl("apply", "-f", str(REPO / "octavia.yaml")).stdout
     assert "octaviadeployment.octavia-operator.dev/octavia created" in out
