@@ -116,6 +116,11 @@ def test_lifecycle_from_missing_credentials_to_deletion(kube_cluster, deployment
             assert c["observedGeneration"] == obj["metadata"]["generation"]
         assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
         assert_health(obj, "Degraded", "CredentialsSecret")
+        # ... and in the metrics: the failing step, by reason, and Ready 0
+        m = op.metrics()
+        assert m[("octavia_operator_reconcile_errors_total", (("name", "octavia"), ("namespace", ns),
+                  ("reason", "CredentialsSecretNotFound"), ("step", "cloud")))] >= 1
+        assert m[("octavia_operator_condition_status", (("name", "octavia"), ("namespace", ns), ("type", "Ready")))] == 0
 
         # the Secret appears: the retry converges, all the way to Ready, with nobody touching the resource
         api.create(credentials_secret(ns, deployment["clouds_yaml"]))
@@ -125,6 +130,7 @@ def test_lifecycle_from_missing_credentials_to_deletion(kube_cluster, deployment
         assert "authenticated to http://127.0.0.1" in conditions(obj)["CloudReachable"]["message"]
         ids = obj["status"]["openstack"]
         assert os_.network.get_network(ids["networkId"]).name == f"lb-mgmt-net-{deployment['sfx']}"
+        check_converged_metrics(op, ns, obj)
         uid = obj["metadata"]["uid"]
         kids = owned_children(api, ns)
         assert {("Deployment", f"octavia-{c}") for c in ("api", "worker", "health-manager", "housekeeping")} <= set(kids)
@@ -163,9 +169,16 @@ def test_lifecycle_from_missing_credentials_to_deletion(kube_cluster, deployment
         port_id = api.get(REF, "octavia", ns)["status"]["healthManagerPorts"]["node-2"]["portId"]
         assert os_.network.get_port(port_id).binding_host_id == "node-2"
         op.wait_for(lambda: api.get("deployments", "octavia-health-manager", ns)["spec"]["replicas"] == 3, timeout=90)
-        # ... and leaves: its port goes
+        op.wait_for(lambda: op.metrics().get(("octavia_operator_managed_nodes", (("name", "octavia"),
+                                                                                   ("namespace", ns)))) == 3,
+                    timeout=30, message="three managed nodes in the metrics")
+        # ... and leaves: its port goes, and its series with it
         kube_nodes.remove("node-2")
         op.wait_for(lambda: os_.network.find_port(port_id) is None, timeout=90, message="node-2's port deleted")
+        op.wait_for(lambda: op.metrics().get(("octavia_operator_managed_nodes", (("name", "octavia"),
+                                                                                   ("namespace", ns)))) == 2,
+                    timeout=30, message="two managed nodes in the metrics")
+        assert not [k for k in op.metrics() if ("node", "node-2") in k[1]]
 
         # a deleted child comes back through the child watch (the resource itself did not change)
         generation = api.get(REF, "octavia", ns)["metadata"]["generation"]
@@ -202,6 +215,35 @@ def test_lifecycle_from_missing_credentials_to_deletion(kube_cluster, deployment
         # ... the generated Secrets and the database's volume included
         op.wait_for(lambda: not owned_children(api, ns), timeout=90,
                     message=lambda: f"children garbage-collected: {sorted(owned_children(api, ns))}")
+
+
+def check_converged_metrics(op, ns: str, obj: dict) -> None:
+    """What a converged deployment's metrics say (scraped from the operator process's /metrics)."""
+    import datetime as dt
+    m = op.metrics()
+    me = (("name", "octavia"), ("namespace", ns))
+
+    def get(series: str, **labels: str) -> float | None:
+        return m.get((series, tuple(sorted({**dict(me), **labels}.items()))))
+    assert get("octavia_operator_condition_status", type="Ready") == 1
+    assert get("octavia_operator_reconcile_total", step="network", result="ok") >= 1
+    ports = obj["status"]["healthManagerPorts"]
+    assert get("octavia_operator_managed_nodes") == len(ports) == 2
+    for node in ports:
+        assert get("octavia_operator_health_manager_port_bound", node=node) == 1
+        assert get("octavia_operator_hostagent_ready", node=node) == 1
+    client = get("octavia_operator_certificate_expiry_timestamp_seconds", certificate="client")
+    expires = dt.datetime.fromisoformat(obj["status"]["certificates"]["clientCertificateExpires"].replace("Z", "+00:00"))
+    assert client == expires.timestamp()
+    assert get("octavia_operator_certificate_expiry_timestamp_seconds", certificate="server_ca") > client
+    # the OpenStack requests it made, by service (the loopback cloud's catalog), method and status
+    network_gets = m.get(("octavia_operator_openstack_requests_total", (("method", "GET"), ("service", "network"),
+                                                                        ("status", "200"))))
+    assert network_gets and network_gets > 0, sorted(k for k in m if "openstack" in k[0])
+    assert m.get(("octavia_operator_openstack_requests_total", (("method", "POST"), ("service", "identity"),
+                                                                ("status", "201")))), "no token request counted"
+    durations = [v for (name, labels), v in m.items() if name == "octavia_operator_reconcile_duration_seconds_count"]
+    assert durations and sum(durations) > 0
 
 
 DURABLE = ("octavia-keystone", "octavia-passphrases", "octavia-certs", "octavia-database", "octavia-messaging",

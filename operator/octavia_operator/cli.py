@@ -69,23 +69,24 @@ def cmd_crd(args: argparse.Namespace) -> int:
     return 0
 
 
-LEADER_FLAGS = {"--lease": "lease", "--lease-namespace": "lease_namespace", "--lease-duration": "lease_duration",
-                "--renew-deadline": "renew_deadline", "--retry-period": "retry_period"}
+OWN_FLAGS = {"--metrics-port": "metrics_port", "--lease": "lease", "--lease-namespace": "lease_namespace",
+             "--lease-duration": "lease_duration", "--renew-deadline": "renew_deadline",
+             "--retry-period": "retry_period"}
 
 
 def _split_run_args(rest: list[str]) -> tuple[dict[str, str], list[str]]:
-    """This command's own flags (leader election) apart from kopf's."""
+    """This command's own flags (metrics, leader election) apart from kopf's."""
     own: dict[str, str] = {}
     kopf_args: list[str] = []
     it = iter(rest)
     for a in it:
         flag, eq, value = a.partition("=")
-        if flag in LEADER_FLAGS:
+        if flag in OWN_FLAGS:
             if not eq:
                 value = next(it, "")
             if not value:
                 raise SystemExit(f"octavia-operator run: {flag} needs a value")
-            own[LEADER_FLAGS[flag]] = value
+            own[OWN_FLAGS[flag]] = value
         else:
             kopf_args.append(a)
     return own, kopf_args
@@ -139,8 +140,14 @@ def cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
         print("Leader election between replicas (octavia-operator's own flags; kopf's follow):\n"
               "  --lease NAME            hold the coordination.k8s.io Lease NAME while acting; stand by otherwise\n"
               "  --lease-namespace NS    its namespace (default: $POD_NAMESPACE)\n"
-              "  --lease-duration S      15   --renew-deadline S  10   --retry-period S  2\n")
+              "  --lease-duration S      15   --renew-deadline S  10   --retry-period S  2\n"
+              "Metrics:\n"
+              "  --metrics-port PORT     serve Prometheus metrics on PORT/metrics (default 8081; 0: off)\n")
     own, rest = _split_run_args(rest)
+    port = int(own.get("metrics_port", os.environ.get("OCTAVIA_OPERATOR_METRICS_PORT", "8081")))
+    if port:
+        from . import metrics
+        metrics.serve(port)   # standbys serve it too: their gauges are empty until they lead
     election = None
     if "lease" in own:
         if any(a.startswith("--peering") for a in rest):

@@ -16,7 +16,7 @@ from typing import Any
 
 import kopf
 
-from . import errors
+from . import errors, metrics
 from .steps import runner as r
 from .spec import GROUP, PLURAL, VERSION
 
@@ -84,6 +84,19 @@ def _context(body: Any, meta: Any, spec: Any, status: Any) -> r.Context:
         kube=kube(), cloud_factory=cloud_from_secret)
 
 
+def apply_merge_patch(doc: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with a JSON merge patch applied (RFC 7386), as the API server applies the status patch."""
+    out = dict(doc)
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = apply_merge_patch(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
 def reconcile_by_name(namespace: str, name: str, logger: Any = log, why: str = "") -> r.Outcome | None:
     """THE reconcile path: every trigger (create, update, resume, the drift timer, a node or a child
     event) comes here. Under the resource's lock it reads the live object (so the status it starts
@@ -105,6 +118,11 @@ def reconcile_by_name(namespace: str, name: str, logger: Any = log, why: str = "
                 k.post_event(live, etype, reason, message)
             except Exception:  # noqa: BLE001 - an event is not worth failing the reconcile for
                 log.warning("could not post event %s on %s/%s", reason, namespace, name)
+        # the host agent's readiness per selected node, when this reconcile looked at it
+        ports, ready_nodes = ctx.out.ports, ctx.out.ready_nodes
+        selected = sorted(ports.ports) if ports is not None and ready_nodes is not None else None
+        metrics.resource_state(namespace, name, apply_merge_patch(ctx.status, outcome.status_patch), selected,
+                               ready_nodes)
     ready = next(c for c in outcome.conditions if c.type == "Ready")
     logger.info("reconciled%s: Ready=%s (%s)", f" ({why})" if why else "", ready.status, ready.reason)
     return outcome
@@ -150,6 +168,7 @@ def delete_handler(body: Any, meta: Any, spec: Any, status: Any, patch: Any, log
 
     policy = (spec or {}).get("deletionPolicy", "Retain")
     if policy == "Retain":
+        metrics.forget(meta["namespace"], meta["name"])
         logger.info("deletionPolicy Retain: OpenStack resources are kept; Kubernetes children go with their owner")
         return
     ctx = _context(body, meta, spec, status)
@@ -175,6 +194,7 @@ def delete_handler(body: Any, meta: Any, spec: Any, status: Any, patch: Any, log
                                  {"status": {"conditions": conditions}}, subresource="status")
             kopf.warn(body, reason=exc.reason, message=exc.message)
             raise kopf.TemporaryError(f"{exc.reason}: {exc.message}", delay=retry_delay(retry)) from None
+    metrics.forget(ctx.namespace, ctx.name)
     if done:
         kopf.info(body, reason="Deleted", message=f"deleted {len(done)} OpenStack resources: {', '.join(done)}")
     logger.info("deletionPolicy Delete: deleted %d owned OpenStack resources", len(done))

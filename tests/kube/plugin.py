@@ -225,6 +225,18 @@ class OperatorProcess:
     log: Path
     identity: ServiceAccountIdentity
     started: dt.datetime
+    metrics_port: int = 0
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """The operator's /metrics, parsed: {(series name, sorted labels): value}."""
+        import urllib.request
+
+        from prometheus_client.parser import text_string_to_metric_families
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+                f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for fam in text_string_to_metric_families(text) for s in fam.samples}
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace")
@@ -270,18 +282,23 @@ def start_operator(identity: ServiceAccountIdentity, log: Path, *, namespace: st
                    argv: list[str] | None = None) -> OperatorProcess:
     """``octavia-operator run --verbose --standalone --namespace NS`` (or exactly ``argv``, the arguments
     after the program name, e.g. those of the chart's Deployment), with ``identity``'s kubeconfig."""
+    from kube.cluster import free_port
     exe = Path(sys.executable).parent / "octavia-operator"
+    metrics_port = free_port()   # every operator process of a test on its own port (the default is 8081)
     if argv is None:
         argv = ["run", "--verbose", *(["--namespace", namespace] if namespace else ["--all-namespaces"]),
                 *(args or ("--standalone",))]
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBERNETES_", "OS_"))}
-    full_env.update({"KUBECONFIG": str(identity.kubeconfig), "PYTHONUNBUFFERED": "1", **FAST, **(env or {})})
+    full_env.update({"KUBECONFIG": str(identity.kubeconfig), "PYTHONUNBUFFERED": "1",
+                     "OCTAVIA_OPERATOR_METRICS_PORT": str(metrics_port), **FAST, **(env or {})})
+    if any(a.startswith("--metrics-port") for a in argv):   # the chart's arguments name the port
+        argv = [f"--metrics-port={metrics_port}" if a.startswith("--metrics-port=") else a for a in argv]
     fh = open(log, "ab")
     started = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
     popen = subprocess.Popen([str(exe), *argv], stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                              env=full_env, cwd=log.parent, start_new_session=True)
     fh.close()
-    return OperatorProcess(popen, log, identity, started)
+    return OperatorProcess(popen, log, identity, started, metrics_port)
 
 
 def chart_args(deployment: dict[str, Any]) -> list[str]:

@@ -123,15 +123,20 @@ class Outcome:
 
 
 def run_steps(ctx: Context, steps: list[Step] | None = None) -> list[c.Cond]:
+    import time
+
+    from .. import metrics
     if steps is None:
         from . import STEPS as steps
     done: dict[str, str] = {}
     conds: list[c.Cond] = []
     for step in steps:
         blocked = [d for d in step.depends if done.get(d) != c.TRUE]
+        started = None
         if blocked:
             res = Result(c.UNKNOWN, "Waiting", f"waiting for {', '.join(blocked)}")
         else:
+            started = time.monotonic()
             try:
                 res = step.run(ctx)
             except StepError as exc:
@@ -142,6 +147,8 @@ def run_steps(ctx: Context, steps: list[Step] | None = None) -> list[c.Cond]:
                 log.exception("step %s failed", step.name)
                 res = Result(c.FALSE, "InternalError", f"{type(exc).__name__}: {exc}")
                 ctx.out.transient.append(step.name)
+        metrics.step_done(ctx.namespace, ctx.name, step.name, res.status, res.reason,
+                          None if started is None else time.monotonic() - started)
         done[step.name] = res.status
         conds.append(c.Cond(step.condition, res.status, res.reason, res.message))
     return conds

@@ -644,7 +644,9 @@ def _push_controller_list(ctx: Context, inp: kb.Inputs) -> str:
     if due is not None and ctx.now < due:
         raise TransientError("AmphoraConfigFailed", f"{len(pending)} amphorae have not taken the health-manager "
                              f"list {current} yet ({', '.join(pending[:5])}); retried at {st['retryAt']}")
+    from .. import metrics
     done, failed = loadbalancer.push_amphora_config(ctx.out.cloud, only=pending or None)
+    metrics.amphora_pushes(ctx.namespace, ctx.name, len(done), len(failed))
     configured = (int(st.get("amphoraeConfigured") or 0) if same_list else 0) + len(done)
     record: dict[str, Any] = {"controllerIPPortList": current, "amphoraeConfigured": configured}
     if done:

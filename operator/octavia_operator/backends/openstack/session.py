@@ -65,9 +65,54 @@ def connect(clouds_yaml: bytes, cloud: str, region: str, interface: str, cacert:
     except Exception as exc:  # noqa: BLE001 - openstack.config raises several types
         raise StepError("InvalidCloudConfig", f"cloud {cloud!r}: {exc}") from None
     conn = connection.Connection(config=region_cfg)
+    _count_requests(conn)
     with _cache_lock:
         _cache[key] = conn
     return conn
+
+
+# the path segment that tells the service, for endpoints that share a host and port
+_SERVICE_TYPES = ("identity", "network", "image", "compute", "load-balancer", "block-storage", "placement")
+
+
+def _count_requests(conn: Any) -> None:
+    """Count every HTTP request of this connection in the operator's metrics, by service, method and
+    status (a hook on the underlying requests.Session; the service from the catalog's endpoints)."""
+    from urllib.parse import urlsplit
+
+    from ... import metrics
+    prefixes: list[tuple[str, str]] = []
+
+    def service_of(url: str) -> str:
+        if not prefixes:
+            found = []
+            for stype in _SERVICE_TYPES:
+                try:
+                    ep = conn.session.get_endpoint(service_type=stype, interface=conn.config.get_interface(),
+                                                   region_name=conn.config.get_region_name())
+                except Exception:  # noqa: BLE001 - not in the catalog, or not authenticated yet
+                    ep = None
+                if ep:
+                    found.append((ep.rstrip("/"), stype))
+            auth_url = (conn.config.get_auth_args() or {}).get("auth_url")
+            if auth_url:
+                found.append((auth_url.rstrip("/"), "identity"))
+            prefixes[:] = sorted(found, key=lambda x: -len(x[0]))
+        for prefix, stype in prefixes:
+            if url.startswith(prefix):
+                return stype
+        parts = urlsplit(url)
+        return f"{parts.hostname}:{parts.port}" if parts.hostname else "other"
+
+    def hook(response: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            metrics.openstack_response(service_of(response.request.url), response.request.method,
+                                       response.status_code)
+        except Exception:  # noqa: BLE001 - metrics never break a request
+            pass
+        return response
+
+    conn.session.session.hooks.setdefault("response", []).append(hook)
 
 
 def forget(conn: Any) -> None:
