@@ -63,6 +63,7 @@ STEPS = [
     ("dbsync", "DatabaseSynced", ("config",)),
     ("hostagent", "HostAgentReady", ("config",)),
     ("services", "ServicesReady", ("dbsync", "hostagent")),
+    ("rollout", "AmphoraeUpToDate", ("services", "image", "certificates")),
 ]
 CONDITION_TYPES = [ctype for _, ctype, _ in STEPS] + ["Ready"]
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.timezone.utc)

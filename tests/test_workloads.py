@@ -459,3 +459,106 @@ def test_an_unbound_claim_is_named_and_a_storage_class_fixes_it(env):
     env.kube.writes.entries.clear()
     env.reconcile()
     assert ("apply", "StatefulSet", "octavia-mariadb") not in env.kube.writes.entries
+
+
+def test_outdated_amphorae_are_rolled_onto_the_current_image_through_failovers(env, os_db_admin):
+    """spec.amphora.rollout against the real Octavia API (the loopback cloud's): amphora and load-balancer
+    rows the test makes, on an older image; the failover calls are observed as Octavia records them (the
+    load balancer PENDING_UPDATE; no worker runs here, so the test plays the worker's result: the old
+    amphora DELETED, a new one on the current image, the load balancer ACTIVE again, or ERROR)."""
+    import uuid
+
+    assert converge(env)["Ready"]["status"] == "True"
+    image = env.ids()["imageId"]
+    old_image = str(uuid.uuid4())
+    env.kube_api.patch(REF, "octavia", {"spec": {"amphora": {"rolloutStrategy": {"maxConcurrent": 1,
+                                                                                "pauseSeconds": 0}}}}, env.ns)
+    single, pair = str(uuid.uuid4()), str(uuid.uuid4())
+    amps = {"s": (single, "STANDALONE"), "m": (pair, "MASTER"), "b": (pair, "BACKUP")}
+    ids = {k: str(uuid.uuid4()) for k in amps}
+    db = octavia_db(os_db_admin)
+
+    def sql(statement: str, *args):
+        with db.cursor() as cur:
+            cur.execute(statement, args)
+            return cur.fetchall()
+
+    def lb_status(lb: str) -> str:
+        return sql("SELECT provisioning_status FROM load_balancer WHERE id = %s", lb)[0][0]
+
+    def in_flight() -> set[str]:
+        return set(((env.cr()["status"].get("amphoraRollout") or {}).get("inFlight") or {}).values())
+
+    def worker_finishes(lb: str) -> str:
+        """What Octavia's worker does after a failover; returns the amphora it replaced."""
+        old_id = ((env.cr()["status"].get("amphoraRollout") or {}).get("inFlight") or {})[lb]
+        [(role,)] = sql("SELECT role FROM amphora WHERE id = %s", old_id)
+        sql("UPDATE amphora SET status = 'DELETED' WHERE id = %s", old_id)
+        new = str(uuid.uuid4())
+        made.append(new)
+        sql("INSERT INTO amphora (id, status, cert_busy, load_balancer_id, role, image_id, created_at) VALUES "
+            "(%s, 'ALLOCATED', 0, %s, %s, %s, UTC_TIMESTAMP())", new, lb, role, image)
+        sql("UPDATE load_balancer SET provisioning_status = 'ACTIVE' WHERE id = %s", lb)
+        return old_id
+
+    made: list[str] = []
+    try:
+        for lb, topology in ((single, "SINGLE"), (pair, "ACTIVE_STANDBY")):
+            sql("INSERT INTO load_balancer (id, project_id, provisioning_status, operating_status, enabled, topology) "
+                "VALUES (%s, 'test', 'ACTIVE', 'ONLINE', 1, %s)", lb, topology)
+        for k, (lb, role) in amps.items():
+            sql("INSERT INTO amphora (id, status, cert_busy, load_balancer_id, role, image_id, created_at) VALUES "
+                "(%s, 'ALLOCATED', 0, %s, %s, %s, UTC_TIMESTAMP())", ids[k], lb, role, old_image)
+
+        # Manual (the default): reported, nothing failed over
+        env.reconcile_until(lambda: env.conditions()["AmphoraeUpToDate"]["reason"] == "Outdated", rounds=3)
+        assert env.cr()["status"]["amphoraRollout"]["outdated"] == 3
+        assert lb_status(single) == lb_status(pair) == "ACTIVE"
+        assert env.conditions()["Ready"]["status"] == "True"
+
+        # the one-shot request: one load balancer at a time, one amphora at a time
+        env.kube_api.patch(REF, "octavia", {"metadata": {"annotations": {
+            "octavia-operator.dev/rollout-amphorae": "r1"}}}, env.ns)
+        replaced: list[str] = []
+        for _ in range(6):
+            out, _ = env.reconcile()
+            pending = [lb for lb in (single, pair) if lb_status(lb) == "PENDING_UPDATE"]
+            if not pending:
+                break
+            assert len(pending) == 1, "two load balancers failed over at once (maxConcurrent 1)"
+            flying = in_flight()
+            assert len(flying) == 1
+            if pending[0] == pair:     # never both halves of the pair: the other one is still ALLOCATED
+                assert len(sql("SELECT id FROM amphora WHERE load_balancer_id = %s AND status = 'ALLOCATED'",
+                               pair)) == 2
+            replaced.append(worker_finishes(pending[0]))
+        env.reconcile_until(lambda: env.conditions()["AmphoraeUpToDate"]["reason"] == "UpToDate", rounds=3)
+        # the BACKUP of the pair went before its MASTER, each amphora exactly once
+        assert sorted(replaced) == sorted(ids.values()) and replaced.index(ids["b"]) < replaced.index(ids["m"])
+        st = env.cr()["status"]["amphoraRollout"]
+        assert st["phase"] == "Done" and st["completed"] == 3 and st["outdated"] == 0
+        assert env.cr()["status"]["rotations"]["rolloutAmphorae"] == "r1"
+        # handled once: nothing more happens on later reconciles
+        env.reconcile()
+        assert lb_status(single) == lb_status(pair) == "ACTIVE"
+
+        # the first failure stops it and says so; a new request starts again
+        newer = str(uuid.uuid4())
+        for a in made:
+            sql("UPDATE amphora SET image_id = %s WHERE id = %s", newer, a)
+        env.kube_api.patch(REF, "octavia", {"metadata": {"annotations": {
+            "octavia-operator.dev/rollout-amphorae": "r2"}}}, env.ns)
+        env.reconcile()
+        [pending] = [lb for lb in (single, pair) if lb_status(lb) == "PENDING_UPDATE"]
+        flying_amp = next(iter(in_flight()))
+        sql("UPDATE load_balancer SET provisioning_status = 'ERROR' WHERE id = %s", pending)
+        env.reconcile_until(lambda: env.conditions()["AmphoraeUpToDate"]["reason"] == "RolloutFailed", rounds=3)
+        cond = env.conditions()["AmphoraeUpToDate"]
+        assert cond["status"] == "False" and pending in cond["message"] and flying_amp in cond["message"]
+        assert env.conditions()["Ready"]["status"] == "False"
+        env.reconcile()
+        assert [lb for lb in (single, pair) if lb_status(lb) == "PENDING_UPDATE"] == []   # stopped
+    finally:
+        sql("DELETE FROM amphora WHERE load_balancer_id IN (%s, %s)", single, pair)
+        sql("DELETE FROM load_balancer WHERE id IN (%s, %s)", single, pair)
+        db.close()

@@ -101,6 +101,7 @@ local REASONS = {
   InvalidPolicy = "Degraded",
   PersistenceDatabaseMissing = "Degraded",  -- jobboard with an external database: give jobboard.persistence
   InvalidOVNConnection = "Degraded",        -- providers.ovn: the nb/sb values in its Secret
+  RolloutFailed = "Degraded",               -- an amphora failover failed: the rollout stopped
   AmphoraConfigFailed = "Degraded",         -- retried with backoff, but an amphora that cannot hear the
                                             -- new health-manager list needs a look (or a failover)
   -- deletion (deletionPolicy Delete)

@@ -12,6 +12,7 @@ are a contract: deploy/charts/octavia-operator/templates/prometheusrule.yaml, te
 - octavia_operator_certificate_expiry_timestamp_seconds{namespace,name,certificate}
                                                                   server_ca | client_ca | client
 - octavia_operator_amphora_config_pushes_total{namespace,name,result}   ok | failed
+- octavia_operator_amphora_failovers_total{namespace,name,result}  started | completed | failed
 - octavia_operator_condition_status{namespace,name,type}          1 True, 0 False, -1 Unknown
 - octavia_operator_health_manager_port_bound{namespace,name,node} 1 | 0
 - octavia_operator_hostagent_ready{namespace,name,node}           1 | 0 (o-hm0 verified on that node)
@@ -39,6 +40,8 @@ CERT_EXPIRY = Gauge(f"{P}certificate_expiry_timestamp_seconds", "When a certific
                     ["namespace", "name", "certificate"])
 PUSHES = Counter(f"{P}amphora_config_pushes_total", "Amphora configuration pushes (health-manager list).",
                  ["namespace", "name", "result"])
+FAILOVERS = Counter(f"{P}amphora_failovers_total", "Amphora failovers of rollouts, by outcome.",
+                    ["namespace", "name", "result"])
 CONDITION = Gauge(f"{P}condition_status", "Status conditions: 1 True, 0 False, -1 Unknown.",
                   ["namespace", "name", "type"])
 PORT_BOUND = Gauge(f"{P}health_manager_port_bound", "Whether a node's health-manager port is bound (1) or not.",
@@ -71,6 +74,12 @@ def amphora_pushes(namespace: str, name: str, ok: int, failed: int) -> None:
         PUSHES.labels(namespace, name, "ok").inc(ok)
     if failed:
         PUSHES.labels(namespace, name, "failed").inc(failed)
+
+
+def amphora_failovers(namespace: str, name: str, started: int, finished: int, failed: int) -> None:
+    for result, n in (("started", started), ("completed", finished), ("failed", failed)):
+        if n:
+            FAILOVERS.labels(namespace, name, result).inc(n)
 
 
 def _parse_time(value: str) -> float | None:

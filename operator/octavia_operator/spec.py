@@ -514,12 +514,26 @@ class AmphoraLoggingSpec(_Model):
         return (self.receiverAdminPort, self.receiverTenantPort) if self.mode == "Receiver" else ()
 
 
+class RolloutStrategy(_Model):
+    maxConcurrent: int = F(1, "Load balancers failed over at once (one amphora each: an ACTIVE_STANDBY pair "
+                           "never loses both).", ge=1, le=50)
+    pauseSeconds: int = F(60, "Pause between batches, in seconds.", ge=0, le=86400)
+    timeoutSeconds: int = F(1800, "A failover still unfinished after this long counts as failed (the rollout "
+                            "stops).", ge=60, le=86400)
+
+
 class AmphoraSpec(_Model):
     image: ImageSpec = FF(ImageSpec, "The amphora image.")
     flavor: FlavorSpec = FF(FlavorSpec, "The Nova flavor amphorae boot with.")
     ssh: SSHSpec = FF(SSHSpec, "SSH access to amphorae.")
     topology: Literal["SINGLE", "ACTIVE_STANDBY"] = F(
         "SINGLE", "Default load-balancer topology ([controller_worker] loadbalancer_topology).")
+    rollout: Literal["Manual", "Automatic"] = F(
+        "Manual", "Replacing live amphorae that run an older image, or that were booted before the current client CA "
+        "(docs/certificates.md), through Octavia's failover API. Manual: only when the annotation "
+        "octavia-operator.dev/rollout-amphorae gets a new value; Automatic: as soon as there are such amphorae. "
+        "Either way it stops at the first failed failover and says so in AmphoraeUpToDate.")
+    rolloutStrategy: RolloutStrategy = FF(RolloutStrategy, "Pace of amphora rollouts.")
     logging: AmphoraLoggingSpec = FF(AmphoraLoggingSpec, "Log offloading: where amphorae send their administrative "
                                      "and tenant logs. Applies to amphorae created after the change (a failover "
                                      "gives existing ones the new targets).")
@@ -912,6 +926,19 @@ class AmphoraConfigStatus(_Model):
     retryAt: str | None = F(None, "When they are asked again (RFC 3339).")
 
 
+class AmphoraRolloutStatus(_Model):
+    target: str | None = F(None, "What amphorae must match: <image ID>@<client CA time>.")
+    phase: str | None = F(None, "Idle, Outdated (waiting for a request), RollingOut, Paused (between batches), "
+                          "Failed or Done.")
+    outdated: int | None = F(None, "Live amphorae still to replace (in flight included).")
+    completed: int | None = F(None, "Failovers completed for this target.")
+    inFlight: dict[str, str] | None = F(None, "Load balancer -> the amphora being failed over.")
+    startedAt: dict[str, str] | None = F(None, "Load balancer -> when its failover started.")
+    failed: dict[str, str] | None = F(None, "Load balancer -> why its failover failed (the rollout stopped).")
+    batchDoneAt: str | None = F(None, "When the last batch finished (the pause counts from here).")
+    request: str | None = F(None, "The value of octavia-operator.dev/rollout-amphorae being served.")
+
+
 class OctaviaDeploymentStatus(_Model):
     model_config = ConfigDict(extra="allow", frozen=True)
     observedGeneration: int | None = F(None, "The .metadata.generation the status was last computed for.")
@@ -925,6 +952,7 @@ class OctaviaDeploymentStatus(_Model):
         "retire_old_server_cas, rotate_client_ca, retire_old_client_cas): the value of the matching "
         "octavia-operator.dev/rotate-* or retire-* annotation.")
     apiEndpoint: str | None = F(None, "Internal URL of the load-balancer API.")
+    amphoraRollout: AmphoraRolloutStatus | None = F(None, "Replacing outdated amphorae (spec.amphora.rollout).")
     amphoraConfig: AmphoraConfigStatus | None = F(
         None, "The health-manager list last pushed to the live amphorae (they keep the one they booted with "
         "otherwise).")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .runner import Step
-from . import cloud, workloads
+from . import cloud, rollout, workloads
 from .core import step_cloud, step_spec
 
 STEPS: list[Step] = [
@@ -26,4 +26,5 @@ STEPS: list[Step] = [
     Step("dbsync", "DatabaseSynced", workloads.step_dbsync, depends=("config",)),
     Step("hostagent", "HostAgentReady", workloads.step_hostagent, depends=("config",)),
     Step("services", "ServicesReady", workloads.step_services, depends=("dbsync", "hostagent")),
+    Step("rollout", "AmphoraeUpToDate", rollout.step_rollout, depends=("services", "image", "certificates")),
 ]

@@ -60,6 +60,7 @@ class Handoff:
     service_password: str | None = None
     passphrases: dict[str, bytes] | None = None
     certs_digest: str | None = None
+    client_ca_since: dt.datetime | None = None  # amphorae booted before it do not trust the client CA
     database_url: str | None = None
     transport_url: str | None = None
     jobboard: JobboardSecrets | None = None   # spec.jobboard, when enabled (step "jobboard")

@@ -67,6 +67,18 @@ def passphrases(ctx: Context) -> dict[str, bytes]:
     })
 
 
+def client_ca_since(data: dict[str, bytes]) -> dt.datetime | None:
+    """When the newest client CA amphorae must trust was made (the staged one, else the current one):
+    an amphora booted before it has an older client CA bundle and needs a failover (docs/certificates.md)."""
+    from cryptography import x509
+    times = []
+    for key in (certs.CLIENT_CA_CERT, certs.CLIENT_CA_NEXT_CERT):
+        if data.get(key):
+            cert = x509.load_pem_x509_certificate(data[key])
+            times.append(cert.not_valid_before_utc + pki.BACKDATE)   # generated CAs are backdated
+    return max(times) if times else None
+
+
 def step_certificates(ctx: Context) -> Result:
     spec = ctx.spec
     assert spec is not None
@@ -110,6 +122,7 @@ def step_certificates(ctx: Context) -> Result:
     secrets.apply(ctx, name, "certificates", plan.data, live, requests, data_changed=changed)
     if changed:
         ctx.event("Normal", "Certificates", "; ".join(plan.actions) or "certificates written")
+    ctx.out.client_ca_since = client_ca_since(plan.data)
     ctx.out.certs_digest = hashlib.sha256(json.dumps(
         {k: v.decode() for k, v in sorted(plan.data.items())}).encode()).hexdigest()
     expiry = {k: v.astimezone().strftime("%Y-%m-%dT%H:%M:%SZ") for k, v in plan.expiry.items()}

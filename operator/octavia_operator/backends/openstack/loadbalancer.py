@@ -7,6 +7,8 @@ for every live amphora once the controllers run with the new list.
 """
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 from .common import call
@@ -32,3 +34,38 @@ def push_amphora_config(conn: Any, only: Iterable[str] | None = None) -> tuple[l
         except Exception as exc:  # noqa: BLE001 - one amphora must not stop the others
             failed[amp.id] = classify(exc, "configuring amphora").message
     return done, failed
+
+
+@dataclass(frozen=True)
+class AmphoraRecord:
+    """What the rollout needs of one amphora (builders.rollout reads these attributes)."""
+    id: str
+    lb_id: str | None
+    status: str
+    role: str | None
+    image_id: str | None
+    created_at: dt.datetime | None
+
+
+def amphorae(conn: Any) -> list[AmphoraRecord]:
+    """Every amphora Octavia knows (one request)."""
+    def when(value: Any) -> dt.datetime | None:
+        if not value:
+            return None
+        t = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)   # Octavia's times are UTC
+    return [AmphoraRecord(a.id, a.loadbalancer_id, a.status, a.role, a.image_id, when(a.created_at))
+            for a in call("listing amphorae", lambda: list(conn.load_balancer.amphorae()))]
+
+
+def provisioning_statuses(conn: Any, lb_ids: Iterable[str]) -> dict[str, str]:
+    """provisioning_status of these load balancers (one listing; the missing ones are absent)."""
+    wanted = set(lb_ids)
+    if not wanted:
+        return {}
+    lbs = call("listing load balancers", lambda: list(conn.load_balancer.load_balancers()))
+    return {lb.id: lb.provisioning_status for lb in lbs if lb.id in wanted}
+
+
+def failover_amphora(conn: Any, amp_id: str) -> None:
+    call(f"failing over amphora {amp_id}", lambda: conn.load_balancer.failover_amphora(amp_id))
