@@ -55,6 +55,8 @@ if [ "${SKIP_INSTALL:-0}" != 1 ]; then
     || apt-get install -y -q --no-install-recommends podman runc debootstrap uidmap >/dev/null
   say "the real Octavia, in its own venv (to check the rendered configuration)"
   bash tests/octavia_real/install-octavia.sh
+  say "the previous release's Octavia (2025.2), for the upgrade test"
+  OCTAVIA_RELEASE=2025.2 OCTAVIA_VENV=/opt/octavia-venv-2025.2 bash tests/octavia_real/install-octavia.sh
   say "Python venv (.venv) with the project and its test extras"
   [ -x .venv/bin/python ] || python3 -m venv .venv
   .venv/bin/pip install -q -U pip

@@ -28,6 +28,7 @@ local REASONS = {
   Starting = "Progressing",                 -- embedded MariaDB/RabbitMQ StatefulSet not ready yet
   Running = "Progressing",                  -- the db-sync Job is running
   RollingOut = "Progressing",               -- Deployments not all updated and available yet
+  Upgrading = "Progressing",                -- a release upgrade rolls the services one by one
   Partial = "Progressing",                  -- o-hm0 on some nodes only (reported with status True today)
   Pending = "Progressing",                  -- reserved: not reported today
   -- transient (TransientError): retried with backoff, clears by itself
@@ -101,6 +102,8 @@ local REASONS = {
   InvalidPolicy = "Degraded",
   PersistenceDatabaseMissing = "Degraded",  -- jobboard with an external database: give jobboard.persistence
   InvalidOVNConnection = "Degraded",        -- providers.ovn: the nb/sb values in its Secret
+  ReleaseSkipped = "Degraded",              -- spec.release skips a release: go one at a time
+  DowngradeRefused = "Degraded",            -- spec.release older than what runs
   RolloutFailed = "Degraded",               -- an amphora failover failed: the rollout stopped
   AmphoraConfigFailed = "Degraded",         -- retried with backoff, but an amphora that cannot hear the
                                             -- new health-manager list needs a look (or a failover)

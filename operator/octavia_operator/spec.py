@@ -939,6 +939,14 @@ class AmphoraRolloutStatus(_Model):
     request: str | None = F(None, "The value of octavia-operator.dev/rollout-amphorae being served.")
 
 
+class UpgradeStatus(_Model):
+    fromRelease: str | None = F(None, "The release the services ran before.")
+    toRelease: str | None = F(None, "spec.release.")
+    phase: str | None = F(None, "DatabaseSync, then RollingWorker, RollingHealthManager, RollingHousekeeping, "
+                          "RollingApi (consumers of messages before their producers).")
+    startedAt: str | None = F(None, "When the upgrade started (RFC 3339).")
+
+
 class OctaviaDeploymentStatus(_Model):
     model_config = ConfigDict(extra="allow", frozen=True)
     observedGeneration: int | None = F(None, "The .metadata.generation the status was last computed for.")
@@ -953,6 +961,8 @@ class OctaviaDeploymentStatus(_Model):
         "octavia-operator.dev/rotate-* or retire-* annotation.")
     apiEndpoint: str | None = F(None, "Internal URL of the load-balancer API.")
     amphoraRollout: AmphoraRolloutStatus | None = F(None, "Replacing outdated amphorae (spec.amphora.rollout).")
+    release: str | None = F(None, "The OpenStack release the Octavia services run (spec.release once rolled out).")
+    upgrade: UpgradeStatus | None = F(None, "A release upgrade in progress.")
     amphoraConfig: AmphoraConfigStatus | None = F(
         None, "The health-manager list last pushed to the live amphorae (they keep the one they booted with "
         "otherwise).")

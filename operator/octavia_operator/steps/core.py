@@ -16,7 +16,28 @@ def step_spec(ctx: Context) -> Result:
             f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg'].removeprefix('Value error, ')}"
             for e in exc.errors())
         return Result(c.FALSE, "InvalidSpec", problems)
+    running = ctx.status.get("release")
+    problem = release_change_problem(running, ctx.spec.release)
+    if problem:
+        ctx.spec = None   # nothing of the new release is rendered or applied
+        return Result(c.FALSE, problem[0], problem[1])
     return Result.ok("Valid", "the spec is valid")
+
+
+def release_change_problem(running: str | None, wanted: str) -> tuple[str, str] | None:
+    """Octavia upgrades one release at a time and never downgrades: (reason, message) when going from
+    ``running`` (what the services run, status.release) to ``wanted`` is not allowed."""
+    from ..spec import RELEASES
+    if not running or running == wanted or running not in RELEASES:
+        return None
+    have, want = RELEASES.index(running), RELEASES.index(wanted)
+    if want < have:
+        return ("DowngradeRefused", f"spec.release {wanted} is older than {running}, which the services run: Octavia "
+                "cannot downgrade its database; set spec.release back to {running}".replace("{running}", running))
+    if want > have + 1:
+        return ("ReleaseSkipped", f"spec.release {wanted} skips {', '.join(RELEASES[have + 1:want])}: Octavia upgrades "
+                f"one release at a time; go to {RELEASES[have + 1]} first")
+    return None
 
 
 def step_cloud(ctx: Context) -> Result:

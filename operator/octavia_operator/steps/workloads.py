@@ -528,6 +528,15 @@ def step_dbsync(ctx: Context) -> Result:
     bin_dir = RELEASES[spec.release].bin_dir
     job = kb.db_sync_job(inp, img, bin_dir)
     name = job["metadata"]["name"]
+    running = ctx.status.get("release")
+    if running and running != spec.release:
+        upgrade = dict(ctx.status.get("upgrade") or {})
+        if upgrade.get("toRelease") != spec.release:
+            upgrade = {"fromRelease": running, "toRelease": spec.release,
+                       "startedAt": ctx.now.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        if upgrade.get("phase") in (None, "DatabaseSync"):
+            upgrade["phase"] = "DatabaseSync"
+            ctx.status_updates["upgrade"] = upgrade
     live = ctx.kube.get("batch/v1", "Job", name, ctx.namespace)
     if live is None:
         ctx.kube.apply(job, live=None)
@@ -616,6 +625,31 @@ def step_hostagent(ctx: Context) -> Result:
 # services
 # ----------------------------------------------------------------------------------------
 
+# A release upgrade rolls the consumers of Octavia's messages before their producers: the workers (they
+# run the flows), then the health managers and housekeeping (they post failovers and rotations), the API
+# (it sends the requests) last; each one fully rolled out before the next starts.
+UPGRADE_ORDER = ("worker", "health-manager", "housekeeping", "api")
+PHASES = {"worker": "RollingWorker", "health-manager": "RollingHealthManager", "housekeeping": "RollingHousekeeping",
+          "api": "RollingApi"}
+
+
+def running_release(ctx: Context) -> str | None:
+    """The release the services run: recorded in the status once rolled out; for a deployment made before
+    that was recorded, the version label of its live worker Deployment."""
+    if ctx.status.get("release"):
+        return ctx.status["release"]
+    live = ctx.kube.get("apps/v1", "Deployment", _names(ctx).component("worker"), ctx.namespace)
+    return ((live or {}).get("metadata", {}).get("labels") or {}).get("app.kubernetes.io/version")
+
+
+def _rolled(live: dict[str, Any] | None, want: int) -> tuple[bool, str]:
+    live = live or {}
+    st = live.get("status") or {}
+    available, updated = int(st.get("availableReplicas") or 0), int(st.get("updatedReplicas") or 0)
+    current = int(st.get("observedGeneration") or 0) >= int(live.get("metadata", {}).get("generation") or 0)
+    return current and available >= want and updated >= want, f"{available}/{want}"
+
+
 def step_services(ctx: Context) -> Result:
     spec = ctx.spec
     assert spec is not None
@@ -623,21 +657,54 @@ def step_services(ctx: Context) -> Result:
     inp = inputs(ctx)
     img = images(spec.release, spec.images)
     bin_dir = RELEASES[spec.release].bin_dir
-    deployments = [kb.api_deployment(inp, img, bin_dir), kb.worker_deployment(inp, img, bin_dir),
-                   kb.health_manager_deployment(inp, img, bin_dir), kb.housekeeping_deployment(inp, img, bin_dir)]
-    _apply_all(ctx, [kb.api_service(inp), kb.api_pdb(inp)] + deployments)
+    deployments = {"api": kb.api_deployment(inp, img, bin_dir), "worker": kb.worker_deployment(inp, img, bin_dir),
+                   "health-manager": kb.health_manager_deployment(inp, img, bin_dir),
+                   "housekeeping": kb.housekeeping_deployment(inp, img, bin_dir)}
+    _apply_all(ctx, [kb.api_service(inp), kb.api_pdb(inp)])
     ctx.status_updates["apiEndpoint"] = kb.internal_api_url(ctx.name, ctx.namespace, spec.api.port)
+    running = running_release(ctx)
+    if running and running != spec.release:
+        return _upgrade(ctx, inp, running, deployments)
+    _apply_all(ctx, list(deployments.values()))
     waiting = []
-    for d in deployments:
-        live = ctx.kube.get("apps/v1", "Deployment", d["metadata"]["name"], ctx.namespace) or {}
-        want = d["spec"]["replicas"]
-        st = live.get("status") or {}
-        if int(st.get("availableReplicas") or 0) < want or int(st.get("updatedReplicas") or 0) < want:
-            waiting.append(f"{d['metadata']['name']} {int(st.get('availableReplicas') or 0)}/{want}")
+    for d in deployments.values():
+        live = ctx.kube.get("apps/v1", "Deployment", d["metadata"]["name"], ctx.namespace)
+        done, counts = _rolled(live, d["spec"]["replicas"])
+        if not done:
+            waiting.append(f"{d['metadata']['name']} {counts}")
     if waiting:
         raise StepError("RollingOut", "waiting for " + ", ".join(waiting), retry=True)
+    if ctx.status.get("release") != spec.release:
+        ctx.status_updates["release"] = spec.release
     pushed = _push_controller_list(ctx, inp)
     return Result.ok("Ready", "octavia-api, worker, health-manager and housekeeping are available" + pushed)
+
+
+def _upgrade(ctx: Context, inp: kb.Inputs, running: str, deployments: dict[str, dict[str, Any]]) -> Result:
+    """spec.release moved to the next release (step_spec refuses the rest) and db-sync migrated the
+    schema: roll the services one after the other in UPGRADE_ORDER."""
+    spec = inp.spec
+    upgrade = dict(ctx.status.get("upgrade") or {})
+    if upgrade.get("toRelease") != spec.release:
+        upgrade = {"fromRelease": running, "toRelease": spec.release, "startedAt": ctx.now.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    for component in UPGRADE_ORDER:
+        d = deployments[component]
+        _apply_all(ctx, [d])
+        live = ctx.kube.get("apps/v1", "Deployment", d["metadata"]["name"], ctx.namespace)
+        done, counts = _rolled(live, d["spec"]["replicas"])
+        if not done:
+            if upgrade.get("phase") != PHASES[component]:
+                ctx.event("Normal", "Upgrading", f"{running} -> {spec.release}: rolling {d['metadata']['name']}")
+            upgrade["phase"] = PHASES[component]
+            ctx.status_updates["upgrade"] = upgrade
+            raise StepError("Upgrading", f"upgrading {running} -> {spec.release}: {d['metadata']['name']} {counts} "
+                            f"(order: {', '.join(UPGRADE_ORDER)})", retry=True)
+    ctx.status_updates["upgrade"] = None
+    ctx.status_updates["release"] = spec.release
+    ctx.event("Normal", "Upgraded", f"the services run {spec.release} (were {running})")
+    pushed = _push_controller_list(ctx, inp)
+    return Result.ok("Ready", f"upgraded to {spec.release}; octavia-api, worker, health-manager and housekeeping "
+                              "are available" + pushed)
 
 
 def _push_controller_list(ctx: Context, inp: kb.Inputs) -> str:
