@@ -50,6 +50,8 @@ if [ "${SKIP_INSTALL:-0}" != 1 ]; then
   fi
   say "Helm"
   bash tests/tools/get-helm.sh
+  say "promtool (Debian's prometheus package, not started: the alert-rule tests)"
+  bash tests/tools/get-promtool.sh
   say "Debian packages: podman, runc, debootstrap (the images, the end-to-end test)"
   dpkg -s podman runc debootstrap >/dev/null 2>&1 \
     || apt-get install -y -q --no-install-recommends podman runc debootstrap uidmap >/dev/null
