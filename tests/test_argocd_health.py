@@ -47,6 +47,7 @@ def lua():
 STEPS = [
     ("spec", "SpecValid", ()),
     ("cloud", "CloudReachable", ("spec",)),
+    ("expose", "APIExposed", ("spec",)),
     ("identity", "IdentityReady", ("cloud",)),
     ("image", "AmphoraImageReady", ("identity",)),
     ("flavor", "AmphoraFlavorReady", ("identity",)),

@@ -10,8 +10,6 @@ primary, under the configured key prefix. Without the client certificate the sam
 """
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import os
 import secrets
@@ -23,6 +21,7 @@ import pytest
 
 from kube.cluster import free_port
 from pods.runner import PODMAN, RUN_LIMITS
+from tlsutil import make_pki
 from octavia_operator.builders import config as cfg
 from octavia_operator.releases import octavia_image
 from octavia_operator.spec import DEFAULT_RELEASE, parse_spec
@@ -46,48 +45,6 @@ with persistence_driver.get_persistence() as persistence:
         board.post("octavia-operator-probe", details={"store": {}})
         print(json.dumps(sorted(j.name for j in board.iterjobs())))
 """
-
-
-def _pki(d: Path) -> dict[str, Path]:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = dt.datetime.now(dt.timezone.utc)
-
-    def write_key(key, path: Path) -> None:
-        path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "jobboard test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-          .not_valid_after(now + dt.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    out = {"ca": d / "ca.crt"}
-    out["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    for who, usage in (("server", ExtendedKeyUsageOID.SERVER_AUTH), ("client", ExtendedKeyUsageOID.CLIENT_AUTH)):
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = (x509.CertificateBuilder()
-                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"jobboard {who}")]))
-                   .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-                   .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
-        if who == "server":
-            builder = builder.add_extension(x509.SubjectAlternativeName([
-                x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), critical=False)
-        cert = builder.sign(ca_key, hashes.SHA256())
-        out[f"{who}.crt"] = d / f"{who}.crt"
-        out[f"{who}.key"] = d / f"{who}.key"
-        out[f"{who}.crt"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        write_key(key, out[f"{who}.key"])
-    for p in d.iterdir():
-        p.chmod(0o644)
-    return out
 
 
 def _tls(pki: dict[str, Path]) -> str:
@@ -122,7 +79,7 @@ def redis_behind_sentinel(tmp_path):
         pytest.skip(msg)
     pki_dir = tmp_path / "pki"
     pki_dir.mkdir()
-    pki = _pki(pki_dir)
+    pki = make_pki(pki_dir)
     pw, sentinel_pw = secrets.token_hex(16), secrets.token_hex(16)
     port, sentinel_port = free_port(), free_port()
     data = tmp_path / "redis"

@@ -104,6 +104,8 @@ local REASONS = {
   InvalidOVNConnection = "Degraded",        -- providers.ovn: the nb/sb values in its Secret
   ReleaseSkipped = "Degraded",              -- spec.release skips a release: go one at a time
   DowngradeRefused = "Degraded",            -- spec.release older than what runs
+  GatewayAPIMissing = "Degraded",           -- spec.api.expose HTTPRoute without the Gateway API installed
+  WaitingForAddress = "Progressing",        -- the LoadBalancer Service has no address yet
   RolloutFailed = "Degraded",               -- an amphora failover failed: the rollout stopped
   AmphoraConfigFailed = "Degraded",         -- retried with backoff, but an amphora that cannot hear the
                                             -- new health-manager list needs a look (or a failover)

@@ -753,9 +753,92 @@ class QuotasSpec(_Model):
     securityGroupRules: int | None = F(None, "Neutron security group rules quota (-1: unlimited).", ge=-1)
 
 
+HOSTNAME_RE = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+class APITLS(_Model):
+    secretName: str = F(..., "kubernetes.io/tls Secret (tls.crt with its chain, tls.key) the API pods answer https "
+                        "with: an haproxy container in each API pod terminates TLS and forwards to the API on "
+                        "loopback. A Secret cert-manager keeps (a Certificate's secretName) works: the pods roll "
+                        "when it changes.", pattern=K8S_NAME, max_length=253)
+
+
+class IngressExpose(_Model):
+    model_config = ConfigDict(json_schema_extra=cel(
+        ("!(has(self.clusterIssuer) && has(self.issuer))", "set at most one of clusterIssuer and issuer"),
+    ))
+    className: str | None = F(None, "IngressClass of the Ingress (default: the cluster's default class).",
+                              max_length=253)
+    tlsSecretName: str | None = F(None, "Secret with the certificate the Ingress controller serves for the hostname "
+                                  "(with clusterIssuer or issuer: cert-manager writes it; default <name>-api-ingress-tls"
+                                  ").", pattern=K8S_NAME, max_length=253)
+    clusterIssuer: str | None = F(None, "cert-manager ClusterIssuer that issues the Ingress certificate (annotation "
+                                  "cert-manager.io/cluster-issuer).", max_length=253)
+    issuer: str | None = F(None, "cert-manager Issuer in this namespace that issues the Ingress certificate "
+                           "(annotation cert-manager.io/issuer).", max_length=253)
+
+
+class ParentRef(_Model):
+    name: str = F(..., "Name of the Gateway.", min_length=1, max_length=253)
+    namespace: str | None = F(None, "Namespace of the Gateway (default: this namespace).", max_length=63)
+    sectionName: str | None = F(None, "Listener of the Gateway to attach to.", max_length=253)
+
+
+class HTTPRouteExpose(_Model):
+    parentRefs: list[ParentRef] = F(..., "Gateways (and listeners) the HTTPRoute attaches to. Their owner manages "
+                                    "the certificate: cert-manager cannot issue one from an HTTPRoute.",
+                                    min_length=1, max_length=8)
+    scheme: Literal["https", "http"] = F("https", "Scheme of the Gateway listener, for the public catalog URL.")
+
+
+class LoadBalancerExpose(_Model):
+    loadBalancerClass: str | None = F(None, "spec.loadBalancerClass of the Service.", max_length=253)
+    sourceRanges: list[Annotated[str, Field(max_length=49)]] | None = F(
+        None, "Client CIDRs allowed (spec.loadBalancerSourceRanges).", max_length=64)
+
+
+EXPOSE_RULES = (
+    ("self.type == 'LoadBalancer' || has(self.hostname)", "hostname is required with Ingress and HTTPRoute"),
+    ("self.type == 'Ingress' || !has(self.ingress)", "ingress settings need type Ingress"),
+    ("self.type == 'HTTPRoute' || !has(self.httpRoute)", "httpRoute settings need type HTTPRoute"),
+    ("self.type != 'HTTPRoute' || has(self.httpRoute)", "type HTTPRoute needs httpRoute.parentRefs"),
+    ("self.type == 'LoadBalancer' || !has(self.loadBalancer)", "loadBalancer settings need type LoadBalancer"),
+)
+
+
+class APIExpose(_Model):
+    model_config = ConfigDict(json_schema_extra=cel(*EXPOSE_RULES))
+    type: Literal["Ingress", "HTTPRoute", "LoadBalancer"] = F(
+        ..., "How clients outside the cluster reach the API: an Ingress, a Gateway API HTTPRoute, or a Service of type "
+        "LoadBalancer. The public catalog endpoint follows it unless identity.endpoints.public is set.")
+    hostname: str | None = F(None, "Host name clients use (Ingress, HTTPRoute).", pattern=HOSTNAME_RE, max_length=253)
+    annotations: dict[str, Annotated[str, Field(max_length=4096)]] | None = F(
+        None, "Extra annotations of the Ingress, HTTPRoute or Service.", max_length=64)
+    ingress: IngressExpose | None = F(None, "type Ingress: class, certificate, cert-manager issuer.")
+    httpRoute: HTTPRouteExpose | None = F(None, "type HTTPRoute: the Gateways to attach to.")
+    loadBalancer: LoadBalancerExpose | None = F(None, "type LoadBalancer: class and allowed sources.")
+
+    @model_validator(mode="after")
+    def _combinations(self) -> "APIExpose":
+        checks = (self.type == "LoadBalancer" or self.hostname is not None,
+                  self.type == "Ingress" or self.ingress is None,
+                  self.type == "HTTPRoute" or self.httpRoute is None,
+                  self.type != "HTTPRoute" or self.httpRoute is not None,
+                  self.type == "LoadBalancer" or self.loadBalancer is None)
+        for ok, rule in zip(checks, EXPOSE_RULES):
+            if not ok:
+                raise ValueError(rule[1])
+        if self.ingress is not None and self.ingress.clusterIssuer and self.ingress.issuer:
+            raise ValueError("set at most one of clusterIssuer and issuer")
+        return self
+
+
 class APISpec(Component):
     replicas: int = F(2, "Number of octavia-api pods.", ge=0, le=64)
-    port: int = F(9876, "Port of the API container and of its Service.", ge=1, le=65535)
+    port: int = F(9876, "Port of the API container and of its Service.", ge=2, le=65535)
+    tls: APITLS | None = F(None, "Serve https in the API pods themselves (for clouds whose internal endpoints use "
+                           "https); the internal catalog URL becomes https://<service>.<namespace>.svc:<port>.")
+    expose: APIExpose | None = F(None, "Expose the API outside the cluster.")
 
 
 class ConfigMapKeyRef(_Model):
@@ -960,6 +1043,8 @@ class OctaviaDeploymentStatus(_Model):
         "retire_old_server_cas, rotate_client_ca, retire_old_client_cas): the value of the matching "
         "octavia-operator.dev/rotate-* or retire-* annotation.")
     apiEndpoint: str | None = F(None, "Internal URL of the load-balancer API.")
+    publicEndpoint: str | None = F(None, "The URL clients outside the cluster use (spec.api.expose).")
+    exposedAs: str | None = F(None, "How the API is exposed: Ingress, HTTPRoute or LoadBalancer.")
     amphoraRollout: AmphoraRolloutStatus | None = F(None, "Replacing outdated amphorae (spec.amphora.rollout).")
     release: str | None = F(None, "The OpenStack release the Octavia services run (spec.release once rolled out).")
     upgrade: UpgradeStatus | None = F(None, "A release upgrade in progress.")

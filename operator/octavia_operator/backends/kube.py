@@ -45,6 +45,8 @@ RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("apps/v1", "DaemonSet"): ("daemonsets", True),
     ("batch/v1", "Job"): ("jobs", True),
     ("policy/v1", "PodDisruptionBudget"): ("poddisruptionbudgets", True),
+    ("networking.k8s.io/v1", "Ingress"): ("ingresses", True),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): ("httproutes", True),
     ("coordination.k8s.io/v1", "Lease"): ("leases", True),
     ("octavia-operator.dev/v1alpha1", "OctaviaDeployment"): ("octaviadeployments", True),
 }

@@ -169,12 +169,15 @@ def desired(spec: OctaviaDeploymentSpec, endpoints: Mapping[str, str]) -> CloudD
     )
 
 
-def endpoint_urls(spec: OctaviaDeploymentSpec, internal_default: str) -> dict[str, str]:
+def endpoint_urls(spec: OctaviaDeploymentSpec, internal_default: str,
+                  public_default: str | None = None) -> dict[str, str]:
+    """``public_default``: where spec.api.expose makes the API reachable (when known)."""
     ep = spec.identity.endpoints
     internal = ep.internal or internal_default
     out = {"internal": internal, "admin": ep.admin or internal}
-    if ep.public:  # never the in-cluster URL: clients outside the cluster could not reach it
-        out["public"] = ep.public
+    public = ep.public or public_default
+    if public:  # never the in-cluster URL: clients outside the cluster could not reach it
+        out["public"] = public
     return out
 
 

@@ -192,6 +192,9 @@ def config_sections(spec: OctaviaDeploymentSpec, cloud: CloudValues,
         "enabled_provider_drivers": ",".join(f"{p}:{PROVIDER_DESCRIPTIONS[p]}" for p in spec.providers.enabled),
     }
     s["oslo_policy"] = {"policy_file": n.POLICY_FILE}
+    if spec.api.tls is not None or spec.api.expose is not None:
+        # behind haproxy, an Ingress or a Gateway: X-Forwarded-Proto/Host make Octavia's links right
+        s["oslo_middleware"] = {"enable_proxy_headers_parsing": "true"}
     s["database"] = {"max_retries": "-1", "connection_recycle_time": "3600"}
     s["health_manager"] = {
         "bind_ip": health_manager_bind_ip(spec),

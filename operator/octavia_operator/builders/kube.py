@@ -41,6 +41,8 @@ class Inputs:
     include_embedded: bool = True
     # the API's policy.yaml (builders.config.policy_file): for rules: custom, the user's file
     policy: str | None = None
+    # spec.api.tls: a digest of the certificate Secret (haproxy reads it at start: a new one rolls the pods)
+    api_tls_digest: str = ""
 
 
 def digest(*parts: str | bytes) -> str:
@@ -115,9 +117,8 @@ def policy_yaml(inp: Inputs) -> str:
 
 def config_hash(inp: Inputs) -> str:
     """Changes when octavia.conf, secrets.conf, the policy or the certificates change: rolls the pods."""
-    receiver = log_receiver_conf(inp)
-    return digest(octavia_conf(inp), secrets_conf(inp), policy_yaml(inp), inp.certs_digest,
-                  *([receiver] if receiver is not None else []))[:16]
+    extra = [x for x in (log_receiver_conf(inp), api_tls_haproxy_cfg(inp)) if x is not None]
+    return digest(octavia_conf(inp), secrets_conf(inp), policy_yaml(inp), inp.certs_digest, *extra)[:16]
 
 
 LOG_RECEIVER_CONF = "rsyslog-receiver.conf"
@@ -132,9 +133,55 @@ def log_receiver_conf(inp: Inputs) -> str | None:
     return receiver_rsyslog_conf(lg.receiverAdminPort, lg.receiverTenantPort, ("UDP",), "/tmp")
 
 
+API_TLS_CONF = "api-tls-haproxy.cfg"
+API_TLS_DIR = f"{n.CONF_DIR}/api-tls"
+
+
+def api_internal_port(inp: Inputs) -> int:
+    """With spec.api.tls the API listens on loopback here; haproxy serves spec.api.port."""
+    port = inp.spec.api.port
+    return port + 1 if port < 65535 else port - 1
+
+
+def api_tls_haproxy_cfg(inp: Inputs) -> str | None:
+    """haproxy terminating TLS in front of the API (spec.api.tls): nothing written, logs on stdout."""
+    if inp.spec.api.tls is None:
+        return None
+    return "\n".join([
+        "# TLS in front of octavia-api (spec.api.tls), written by octavia-operator",
+        "global",
+        "    log stdout format raw local0 info",
+        "    maxconn 2048",
+        "    ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets",
+        "    ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256",
+        "    ssl-default-bind-ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+        "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:"
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        "defaults",
+        "    mode http",
+        "    log global",
+        "    option httplog",
+        "    option forwardfor",
+        "    timeout connect 5s",
+        "    timeout client 120s",
+        "    timeout server 120s",
+        "    timeout http-request 30s",
+        "frontend octavia-api",
+        # haproxy loads the key from <crt>.key: the Secret's keys are mapped to tls.pem / tls.pem.key
+        f"    bind :::{inp.spec.api.port} v4v6 ssl crt {API_TLS_DIR}/tls.pem alpn http/1.1",
+        "    http-request set-header X-Forwarded-Proto https",
+        "    default_backend octavia-api",
+        "backend octavia-api",
+        f"    server api 127.0.0.1:{api_internal_port(inp)}",
+        ""])
+
+
 def config_map(inp: Inputs) -> dict[str, Any]:
     names = n.Names(inp.name)
     data = {"octavia.conf": octavia_conf(inp), "policy.yaml": policy_yaml(inp)}
+    haproxy = api_tls_haproxy_cfg(inp)
+    if haproxy is not None:
+        data[API_TLS_CONF] = haproxy
     receiver = log_receiver_conf(inp)
     if receiver is not None:
         data[LOG_RECEIVER_CONF] = receiver
@@ -283,7 +330,8 @@ def api_command(inp: Inputs, bin_dir: str) -> list[str]:
     from ..releases import RELEASES
     rel = RELEASES[inp.spec.release]
     app = ["--module", rel.api_wsgi_module] if rel.api_wsgi_module else ["--wsgi-file", f"{bin_dir}/octavia-wsgi"]
-    return [f"{bin_dir}/uwsgi", "--http-socket", f":{inp.spec.api.port}", *app,
+    bind = f"127.0.0.1:{api_internal_port(inp)}" if inp.spec.api.tls else f":{inp.spec.api.port}"
+    return [f"{bin_dir}/uwsgi", "--http-socket", bind, *app,
             "--pyargv", f"--config-file {n.CONF_FILE} --config-file {n.SECRETS_CONF_FILE}",
             "--master", "--processes", "2", "--threads", "4", "--die-on-term", "--lazy-apps",
             "--add-header", "Connection: close", "--buffer-size", "65535", "--thunder-lock",
@@ -292,19 +340,47 @@ def api_command(inp: Inputs, bin_dir: str) -> list[str]:
 
 def api_deployment(inp: Inputs, img: Images, bin_dir: str) -> dict[str, Any]:
     port = inp.spec.api.port
-    probe = {"httpGet": {"path": "/healthcheck", "port": "api"}, "periodSeconds": 10, "timeoutSeconds": 5}
+    tls = inp.spec.api.tls
+    # with TLS the probes go through haproxy to the API: they test both
+    probe = {"httpGet": {"path": "/healthcheck", "port": "api", **({"scheme": "HTTPS"} if tls else {})},
+             "periodSeconds": 10, "timeoutSeconds": 5}
+    ports = [{"name": "api", "containerPort": port, "protocol": "TCP"}]
     dep = _deployment(
         inp, "api", img.api, api_command(inp, bin_dir), inp.spec.api,
         replicas=inp.spec.api.replicas, host_network=False, pull_policy=img.pull_policy,
-        ports=[{"name": "api", "containerPort": port, "protocol": "TCP"}],
+        ports=None if tls else ports,
         probes={"readinessProbe": {**probe, "failureThreshold": 3},
                 "livenessProbe": {**probe, "initialDelaySeconds": 30, "failureThreshold": 6}},
-        extra_pod=_spread(inp, "api"), sidecars=_driver_agent(inp, img, bin_dir))
+        extra_pod=_spread(inp, "api"),
+        sidecars=_driver_agent(inp, img, bin_dir) + _api_tls(inp, img, ports))
+    if tls:
+        pod = dep["spec"]["template"]["spec"]
+        pod["volumes"].append({"name": "api-tls", "secret": {"secretName": tls.secretName, "defaultMode": 0o440,
+                                                             "items": [{"key": "tls.crt", "path": "tls.pem"},
+                                                                       {"key": "tls.key", "path": "tls.pem.key"}]}})
+        dep["spec"]["template"]["metadata"]["annotations"][f"{n.GROUP}/api-tls-hash"] = inp.api_tls_digest
     if inp.spec.providers.ovn is not None:
         pod = dep["spec"]["template"]["spec"]
         pod["volumes"].append({"name": "driver-sockets", "emptyDir": {}})
         pod["containers"][0]["volumeMounts"].append({"name": "driver-sockets", "mountPath": n.DRIVER_SOCKETS_DIR})
     return dep
+
+
+def _api_tls(inp: Inputs, img: Images, ports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """spec.api.tls: haproxy (from the Octavia image) terminating TLS on the API's port."""
+    if inp.spec.api.tls is None:
+        return []
+    return [{
+        "name": "api-tls", "image": img.api, "imagePullPolicy": img.pull_policy,
+        "command": ["haproxy", "-db", "-f", f"{n.CONF_DIR}/haproxy/{API_TLS_CONF}"],
+        "ports": ports,
+        "livenessProbe": {"tcpSocket": {"port": "api"}, "periodSeconds": 10, "failureThreshold": 6},
+        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "256Mi"}},
+        "volumeMounts": [{"name": "api-tls", "mountPath": API_TLS_DIR, "readOnly": True},
+                         {"name": "config", "mountPath": f"{n.CONF_DIR}/haproxy/{API_TLS_CONF}",
+                          "subPath": API_TLS_CONF, "readOnly": True}],
+        "securityContext": _container_security(),
+    }]
 
 
 DRIVER_SOCKETS = ("status.sock", "stats.sock", "get.sock")
@@ -387,8 +463,80 @@ def api_pdb(inp: Inputs) -> dict[str, Any]:
             "spec": {"maxUnavailable": 1, "selector": {"matchLabels": n.selector(inp.name, "api")}}}
 
 
-def internal_api_url(name: str, namespace: str, port: int) -> str:
-    return f"http://{n.Names(name).api_service}.{namespace}.svc:{port}"
+def internal_api_url(name: str, namespace: str, port: int, tls: bool = False) -> str:
+    return f"{'https' if tls else 'http'}://{n.Names(name).api_service}.{namespace}.svc:{port}"
+
+
+# ---------------------------------------------------------------------------------------
+# exposure (spec.api.expose)
+# ---------------------------------------------------------------------------------------
+
+def expose_objects(inp: Inputs) -> list[dict[str, Any]]:
+    """The Ingress, HTTPRoute or LoadBalancer Service that exposes the API (spec.api.expose)."""
+    ex = inp.spec.api.expose
+    if ex is None:
+        return []
+    names = n.Names(inp.name)
+    port = inp.spec.api.port
+    annotations = dict(ex.annotations or {})
+    if ex.type == "Ingress":
+        ing = ex.ingress
+        if inp.spec.api.tls:   # the pods answer https: tell ingress-nginx (other controllers ignore it)
+            annotations.setdefault("nginx.ingress.kubernetes.io/backend-protocol", "HTTPS")
+        tls_secret = ing.tlsSecretName if ing else None
+        if ing and (ing.clusterIssuer or ing.issuer):
+            annotations["cert-manager.io/cluster-issuer" if ing.clusterIssuer else "cert-manager.io/issuer"] = \
+                ing.clusterIssuer or ing.issuer
+            tls_secret = tls_secret or f"{names.api_service}-ingress-tls"
+        spec: dict[str, Any] = {"rules": [{"host": ex.hostname, "http": {"paths": [{
+            "path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": names.api_service, "port": {"number": port}}}}]}}]}
+        if ing and ing.className:
+            spec["ingressClassName"] = ing.className
+        if tls_secret:
+            spec["tls"] = [{"hosts": [ex.hostname], "secretName": tls_secret}]
+        return [{"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                 "metadata": _meta(inp, names.api_service, "api", **({"annotations": annotations} if annotations
+                                                                     else {})), "spec": spec}]
+    if ex.type == "HTTPRoute":
+        assert ex.httpRoute is not None
+        parents = [{k: v for k, v in (("group", "gateway.networking.k8s.io"), ("kind", "Gateway"), ("name", p.name),
+                                      ("namespace", p.namespace), ("sectionName", p.sectionName)) if v}
+                   for p in ex.httpRoute.parentRefs]
+        return [{"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                 "metadata": _meta(inp, names.api_service, "api", **({"annotations": annotations} if annotations
+                                                                     else {})),
+                 "spec": {"parentRefs": parents, "hostnames": [ex.hostname], "rules": [{
+                     "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                     "backendRefs": [{"name": names.api_service, "port": port}]}]}}]
+    lb = ex.loadBalancer
+    spec = {"type": "LoadBalancer", "selector": n.selector(inp.name, "api"),
+            "ports": [{"name": "api", "port": port, "targetPort": "api", "protocol": "TCP"}]}
+    if lb and lb.loadBalancerClass:
+        spec["loadBalancerClass"] = lb.loadBalancerClass
+    if lb and lb.sourceRanges:
+        spec["loadBalancerSourceRanges"] = list(lb.sourceRanges)
+    return [{"apiVersion": "v1", "kind": "Service",
+             "metadata": _meta(inp, f"{names.api_service}-external", "api",
+                               **({"annotations": annotations} if annotations else {})), "spec": spec}]
+
+
+def expose_url(inp: Inputs, load_balancer_address: str | None = None) -> str | None:
+    """The URL clients outside the cluster use (None: not known yet, for a LoadBalancer without address)."""
+    ex = inp.spec.api.expose
+    if ex is None:
+        return None
+    if ex.type == "Ingress":
+        ing = ex.ingress
+        tls = bool(ing and (ing.tlsSecretName or ing.clusterIssuer or ing.issuer))
+        return f"{'https' if tls else 'http'}://{ex.hostname}"
+    if ex.type == "HTTPRoute":
+        assert ex.httpRoute is not None
+        return f"{ex.httpRoute.scheme}://{ex.hostname}"
+    if not load_balancer_address:
+        return None
+    host = f"[{load_balancer_address}]" if ":" in load_balancer_address else load_balancer_address
+    return f"{'https' if inp.spec.api.tls else 'http'}://{host}:{inp.spec.api.port}"
 
 
 # ---------------------------------------------------------------------------------------

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from .runner import Step
-from . import cloud, rollout, workloads
+from . import cloud, expose, rollout, workloads
 from .core import step_cloud, step_spec
 
 STEPS: list[Step] = [
     Step("spec", "SpecValid", step_spec),
     Step("cloud", "CloudReachable", step_cloud, depends=("spec",)),
+    # before identity: the public catalog endpoint follows the exposure
+    Step("expose", "APIExposed", expose.step_expose, depends=("spec",)),
     Step("identity", "IdentityReady", cloud.step_identity, depends=("cloud",)),
     Step("image", "AmphoraImageReady", cloud.step_image, depends=("identity",)),
     Step("flavor", "AmphoraFlavorReady", cloud.step_flavor, depends=("identity",)),

@@ -33,7 +33,8 @@ def desired(ctx: Context) -> cb.CloudDesired:
     if ctx.out.desired is None:
         spec = ctx.spec
         assert spec is not None
-        endpoints = cb.endpoint_urls(spec, internal_api_url(ctx.name, ctx.namespace, spec.api.port))
+        endpoints = cb.endpoint_urls(spec, internal_api_url(ctx.name, ctx.namespace, spec.api.port,
+                                                            spec.api.tls is not None), ctx.out.public_url)
         ctx.out.desired = cb.desired(spec, endpoints)
     return ctx.out.desired
 

@@ -61,6 +61,7 @@ class Handoff:
     passphrases: dict[str, bytes] | None = None
     certs_digest: str | None = None
     client_ca_since: dt.datetime | None = None  # amphorae booted before it do not trust the client CA
+    public_url: str | None = None             # where spec.api.expose makes the API reachable (step "expose")
     database_url: str | None = None
     transport_url: str | None = None
     jobboard: JobboardSecrets | None = None   # spec.jobboard, when enabled (step "jobboard")

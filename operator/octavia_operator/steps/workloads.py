@@ -467,7 +467,12 @@ def inputs(ctx: Context) -> kb.Inputs:
     base = kb.Inputs(ctx.name, ctx.namespace, ctx.uid, spec)
     assignments = kb.assignments_doc(base, {"id": net.network.id, "cidr": spec.managementNetwork.cidr,
                                             "mtu": net.mtu or 1500}, nodes)
-    inp = kb.Inputs(ctx.name, ctx.namespace, ctx.uid, spec, cloud=cloud, secrets=sv,
+    api_tls_digest = ""
+    if spec.api.tls is not None:
+        parts = [secrets.user_secret(ctx, spec.api.tls.secretName, key, "api.tls.secretName")
+                 for key in ("tls.crt", "tls.key")]
+        api_tls_digest = kb.digest(*parts)[:16]
+    inp = kb.Inputs(ctx.name, ctx.namespace, ctx.uid, spec, cloud=cloud, secrets=sv, api_tls_digest=api_tls_digest,
                     certs_digest=(ctx.out.certs_digest or ""), assignments=assignments,
                     ready_nodes=len(ctx.out.ready_nodes or []) or 1, policy=_policy(ctx))
     ctx.out.inputs = inp
@@ -661,7 +666,8 @@ def step_services(ctx: Context) -> Result:
                    "health-manager": kb.health_manager_deployment(inp, img, bin_dir),
                    "housekeeping": kb.housekeeping_deployment(inp, img, bin_dir)}
     _apply_all(ctx, [kb.api_service(inp), kb.api_pdb(inp)])
-    ctx.status_updates["apiEndpoint"] = kb.internal_api_url(ctx.name, ctx.namespace, spec.api.port)
+    ctx.status_updates["apiEndpoint"] = kb.internal_api_url(ctx.name, ctx.namespace, spec.api.port,
+                                                            spec.api.tls is not None)
     running = running_release(ctx)
     if running and running != spec.release:
         return _upgrade(ctx, inp, running, deployments)

@@ -75,6 +75,17 @@ namespaces, a Role in watchNamespace otherwise). docs/install.md explains each r
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "patch"]
+# spec.api.expose: the Ingress, the HTTPRoute or the LoadBalancer Service in front of the API; the
+# one of a previous type is deleted when the type changes.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["ingresses"]
+  verbs: ["get", "create", "patch", "delete"]
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["get", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["delete"]
 # The embedded MariaDB/RabbitMQ: deleted only to change the storage of a claim that never bound.
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
