@@ -161,3 +161,9 @@ def test_exposure_follows_the_spec_and_the_catalog_follows_the_exposure(env, tmp
     env.converge(timeout=120, until=lambda: env.conditions()["APIExposed"]["reason"] == "Exposed")
     assert env.cr()["status"]["publicEndpoint"] == f"https://{address}:9876"
     env.converge(timeout=60, until=lambda: catalog_public_url(env.os, service_id) == f"https://{address}:9876")
+
+    # -- no exposure any more: the LoadBalancer Service goes ---------------------------------------------
+    api.patch(REF, "octavia", {"spec": {"api": {"expose": None}}}, ns)
+    env.converge(timeout=60, until=lambda: env.conditions()["APIExposed"]["reason"] == "NotExposed")
+    assert api.get("services", "octavia-api-external", ns) is None
+    assert "publicEndpoint" not in env.cr()["status"]

@@ -28,7 +28,8 @@ pytestmark = pytest.mark.kube
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OPERATOR_YAML = ROOT / "deploy" / "operator.yaml"
 # the tests whose requests, together, exercise every code path that needs a permission
-EXERCISED_BY = ("test_operator_process.py", "test_install.py", "test_provisioning.py", "test_workloads.py")
+EXERCISED_BY = ("test_operator_process.py", "test_install.py", "test_provisioning.py", "test_workloads.py",
+                "test_api_exposure.py", "test_release_upgrade.py")
 ADMISSION_ONLY = {("octavia-operator.dev", "octaviadeployments/finalizers", "update")}
 
 
