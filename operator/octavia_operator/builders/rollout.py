@@ -22,8 +22,7 @@ TIME = "%Y-%m-%dT%H:%M:%SZ"
 
 @dataclass(frozen=True)
 class Amphora:
-    """One amphora as the planner reads it (backends.openstack.loadbalancer.AmphoraRecord has the same
-    attributes)."""
+    """One amphora as the planner reads it (backends.openstack.loadbalancer.amphorae makes them)."""
     id: str
     lb_id: str | None
     status: str

@@ -8,9 +8,9 @@ for every live amphora once the controllers run with the new list.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from typing import Any, Iterable
 
+from ...builders.rollout import Amphora
 from .common import call
 from .session import classify
 
@@ -36,25 +36,14 @@ def push_amphora_config(conn: Any, only: Iterable[str] | None = None) -> tuple[l
     return done, failed
 
 
-@dataclass(frozen=True)
-class AmphoraRecord:
-    """What the rollout needs of one amphora (builders.rollout reads these attributes)."""
-    id: str
-    lb_id: str | None
-    status: str
-    role: str | None
-    image_id: str | None
-    created_at: dt.datetime | None
-
-
-def amphorae(conn: Any) -> list[AmphoraRecord]:
-    """Every amphora Octavia knows (one request)."""
+def amphorae(conn: Any) -> list[Amphora]:
+    """Every amphora Octavia knows (one request), as the rollout planner reads them."""
     def when(value: Any) -> dt.datetime | None:
         if not value:
             return None
         t = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
         return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)   # Octavia's times are UTC
-    return [AmphoraRecord(a.id, a.loadbalancer_id, a.status, a.role, a.image_id, when(a.created_at))
+    return [Amphora(a.id, a.loadbalancer_id, a.status, a.role, a.image_id, when(a.created_at))
             for a in call("listing amphorae", lambda: list(conn.load_balancer.amphorae()))]
 
 
