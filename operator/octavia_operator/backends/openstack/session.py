@@ -71,36 +71,32 @@ def connect(clouds_yaml: bytes, cloud: str, region: str, interface: str, cacert:
     return conn
 
 
-# the path segment that tells the service, for endpoints that share a host and port
-_SERVICE_TYPES = ("identity", "network", "image", "compute", "load-balancer", "block-storage", "placement")
-
-
 def _count_requests(conn: Any) -> None:
     """Count every HTTP request of this connection in the operator's metrics, by service, method and
-    status (a hook on the underlying requests.Session; the service from the catalog's endpoints)."""
+    status (a hook on the underlying requests.Session). The service comes from the catalog of the token
+    the session already holds: the hook never authenticates (it runs inside keystoneauth's own
+    requests, authentication included, and would deadlock on its lock)."""
     from urllib.parse import urlsplit
 
     from ... import metrics
     prefixes: list[tuple[str, str]] = []
+    auth_url = ((conn.config.get_auth_args() or {}).get("auth_url") or "").rstrip("/")
 
     def service_of(url: str) -> str:
         if not prefixes:
-            found = []
-            for stype in _SERVICE_TYPES:
-                try:
-                    ep = conn.session.get_endpoint(service_type=stype, interface=conn.config.get_interface(),
-                                                   region_name=conn.config.get_region_name())
-                except Exception:  # noqa: BLE001 - not in the catalog, or not authenticated yet
-                    ep = None
-                if ep:
-                    found.append((ep.rstrip("/"), stype))
-            auth_url = (conn.config.get_auth_args() or {}).get("auth_url")
-            if auth_url:
-                found.append((auth_url.rstrip("/"), "identity"))
-            prefixes[:] = sorted(found, key=lambda x: -len(x[0]))
+            access = getattr(conn.session.auth, "auth_ref", None)
+            if access is not None:
+                found = []
+                for entry in access.service_catalog.catalog or []:
+                    for ep in entry.get("endpoints") or []:
+                        if ep.get("url"):
+                            found.append((ep["url"].rstrip("/"), entry.get("type") or "other"))
+                prefixes[:] = sorted(found, key=lambda x: -len(x[0]))
         for prefix, stype in prefixes:
             if url.startswith(prefix):
                 return stype
+        if auth_url and url.startswith(urlsplit(auth_url)._replace(path="").geturl()):
+            return "identity"
         parts = urlsplit(url)
         return f"{parts.hostname}:{parts.port}" if parts.hostname else "other"
 
