@@ -106,6 +106,7 @@ local REASONS = {
   DowngradeRefused = "Degraded",            -- spec.release older than what runs
   GatewayAPIMissing = "Degraded",           -- spec.api.expose HTTPRoute without the Gateway API installed
   WaitingForAddress = "Progressing",        -- the LoadBalancer Service has no address yet
+  KindNotDiscoveredYet = "Progressing",     -- the CRD was installed moments ago
   RolloutFailed = "Degraded",               -- an amphora failover failed: the rollout stopped
   AmphoraConfigFailed = "Degraded",         -- retried with backoff, but an amphora that cannot hear the
                                             -- new health-manager list needs a look (or a failover)

@@ -96,6 +96,34 @@ def install_operator_manifests(cluster: KubeCluster) -> None:
     cluster.kubectl("apply", "-f", str(REPO / "deploy" / "operator.yaml"))
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=30s",
                     "crd/octaviadeployments.octavia-operator.dev")
+    wait_for_owner_mapping(cluster)
+
+
+def wait_for_owner_mapping(cluster: KubeCluster, timeout: float = 90) -> None:
+    """Until the API server's admission (OwnerReferencesPermissionEnforcement) can map the new kind: it
+    refuses a child with blockOwnerDeletion for an OctaviaDeployment ("cannot find RESTMapping") for a
+    while after the CRD is established, its discovery being refreshed on a timer. A dry-run create of
+    such a child tells when it can."""
+    from kube.cluster import ApiError, Rest
+    probe = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+        "name": "owner-mapping-probe", "namespace": "default", "ownerReferences": [{
+            "apiVersion": "octavia-operator.dev/v1alpha1", "kind": "OctaviaDeployment", "name": "probe",
+            "uid": "00000000-0000-0000-0000-000000000000", "controller": True, "blockOwnerDeletion": True}]}}
+    # as the operator's ServiceAccount (the admission check differs from the admin's)
+    token = cluster.admin.request("POST", "/api/v1/namespaces/octavia-operator/serviceaccounts/octavia-operator/token",
+                                  {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                                   "spec": {"expirationSeconds": 600}})["status"]["token"]
+    rest = Rest(cluster.server, cluster.pki.ca_file, token=token)
+    probe["metadata"]["namespace"] = "octavia-operator"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            rest.request("POST", "/api/v1/namespaces/octavia-operator/configmaps", probe, params={"dryRun": "All"})
+            return
+        except ApiError as e:
+            if "RESTMapping" not in str(e.body) or time.monotonic() > deadline:
+                raise
+        time.sleep(1)
 
 
 @pytest.fixture(scope="session")

@@ -166,6 +166,12 @@ class Kube:
             raise NotFound(path)
         if resp.status == 409:
             raise Conflict(path)
+        if resp.status == 403 and b"cannot find RESTMapping" in (resp.data or b""):
+            # the API server's admission has not discovered the OctaviaDeployment kind yet (a CRD installed
+            # moments ago): a child with blockOwnerDeletion is refused for a few seconds; not a permission
+            from ..errors import TransientError
+            raise TransientError("KindNotDiscoveredYet", f"{method} {path}: the API server does not map the "
+                                 "OctaviaDeployment kind yet (CRD just installed); retrying")
         if not 200 <= resp.status < 300:
             raise ApiException(status=resp.status, reason=f"{method} {path}: {resp.reason}: "
                                                           f"{(resp.data or b'')[:500]!r}")
