@@ -151,7 +151,7 @@ def api_tls_haproxy_cfg(inp: Inputs) -> str | None:
         "# TLS in front of octavia-api (spec.api.tls), written by octavia-operator",
         "global",
         "    log stdout format raw local0 info",
-        "    maxconn 2048",
+        "    maxconn 500",   # the API behind it serves 8 requests at a time; fits a 1024 open-files limit
         "    ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets",
         "    ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256",
         "    ssl-default-bind-ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kubernetes.client.exceptions import ApiException
 
+from ..backends.kube import NotFound
 from ..builders import kube as kb
 from ..errors import StepError
 from .runner import Context, Result
@@ -26,8 +27,8 @@ def step_expose(ctx: Context) -> Result:
             action, _ = ctx.kube.apply(obj)
             if action == "created":
                 ctx.event("Normal", "Exposed", f"created {obj['kind']} {obj['metadata']['name']}")
-    except ApiException as exc:
-        if exc.status == 404 and ex.type == "HTTPRoute":
+    except (ApiException, NotFound) as exc:
+        if ex.type == "HTTPRoute" and (isinstance(exc, NotFound) or exc.status == 404):
             raise StepError("GatewayAPIMissing", "the Gateway API (gateway.networking.k8s.io/v1 HTTPRoute) is not "
                             "installed in this cluster: install its CRDs and a Gateway, or use type Ingress or "
                             "LoadBalancer", retry=True) from None
@@ -62,6 +63,8 @@ def _remove_other_exposures(ctx: Context, keep: str | None) -> None:
     name = kb.n.Names(ctx.name).api_service + ("-external" if previous == "LoadBalancer" else "")
     try:
         live = ctx.kube.get(api_version, kind, name, ctx.namespace)
+    except NotFound:
+        return
     except ApiException as exc:
         if exc.status == 404:
             return
