@@ -54,6 +54,8 @@ def used(events: list[dict]) -> tuple[set[tuple[str, str, str]], list[str]]:
         code = (ev.get("responseStatus") or {}).get("code")
         key = (ref.get("apiGroup", ""), resource, ev["verb"])
         if code == 403:
+            if "cannot find RESTMapping" in (ev.get("responseStatus") or {}).get("message", ""):
+                continue   # admission had not discovered the new kind yet (transient; see kube.plugin)
             refused.append(f"{key}: {ev.get('requestURI')}")
             continue
         out.add(key)

@@ -218,10 +218,13 @@ class ServiceAccountIdentity:
         return Kube(self.cluster.api_client(self.kubeconfig))
 
     def refused(self, since: dt.datetime) -> list[str]:
-        """Requests of this identity the API server refused with 403 since a moment."""
+        """Requests of this identity the API server refused with 403 since a moment (by RBAC: not the
+        admission's "cannot find RESTMapping" for a kind installed moments ago, which the operator treats
+        as transient and which a later retry passes)."""
         return [f"{e.get('verb')} {e.get('requestURI')}: {e.get('responseStatus', {}).get('message', '')}"
                 for e in self.cluster.audit(self.username, since)
-                if e.get("responseStatus", {}).get("code") == 403]
+                if e.get("responseStatus", {}).get("code") == 403
+                and "cannot find RESTMapping" not in e.get("responseStatus", {}).get("message", "")]
 
 
 def service_account(cluster: KubeCluster, workdir: Path, namespace: str = OPERATOR_NAMESPACE,
