@@ -21,6 +21,7 @@ log = logging.getLogger("octavia_hostagent")
 STATE_FILE = "state.json"
 MAX_ROUNDS = 5
 MIN_EVENT_GAP = 1.0  # seconds between event-driven passes
+ASSIGNMENT_POLL = 0.25  # seconds between looks at the assignment file (a stat: a new one is acted on at once)
 
 
 @dataclass
@@ -368,6 +369,7 @@ class Agent:
                  self.cfg.node, self.cfg.assignments, self.cfg.ovsdb, self.cfg.interval)
         try:
             while not stop["flag"]:
+                seen = self._assignment_signature()
                 try:
                     self.reconcile()
                 except Exception:  # noqa: BLE001 -- never die on one bad pass
@@ -385,7 +387,10 @@ class Agent:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
-                    r, _, _ = select.select([events, rfd], [], [], left)
+                    r, _, _ = select.select([events, rfd], [], [], min(left, ASSIGNMENT_POLL))
+                    if not r and self._assignment_signature() != seen:
+                        log.info("the assignment file changed: reconciling now")
+                        break
                     if rfd in r:
                         try:
                             os.read(rfd, 512)
@@ -401,3 +406,12 @@ class Agent:
             events.close()
             self.nl.close()
         return 0
+
+    def _assignment_signature(self) -> tuple[int, int, int] | None:
+        """Identity of the assignment file's content (a ConfigMap update swaps the file behind a symlink:
+        another inode); None when it is missing."""
+        try:
+            st = os.stat(self.cfg.assignments)
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
