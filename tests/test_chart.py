@@ -230,7 +230,7 @@ def _rules(obj):
 NAMESPACED_RESOURCES = {"secrets", "configmaps", "services", "serviceaccounts", "persistentvolumeclaims",
                         "deployments", "statefulsets", "daemonsets", "jobs", "poddisruptionbudgets",
                         "pods", "pods/log", "events", "octaviadeployments", "octaviadeployments/status",
-                        "octaviadeployments/finalizers"}
+                        "octaviadeployments/finalizers", "ingresses", "httproutes"}
 
 
 def test_rbac_all_namespaces_is_least_privilege():
@@ -252,8 +252,10 @@ def test_rbac_all_namespaces_is_least_privilege():
     assert {v for _, r, v in rules if r == "pods/log"} == {"get"}
     assert {v for _, r, v in rules if r == "pods"} == {"list"}
     assert {v for _, r, v in rules if r == "secrets"} == {"get", "list", "watch", "create", "patch"}
-    # delete only for the db-sync Jobs, embedded servers' StatefulSets and their claims that never bound
-    assert {r for _, r, v in rules if v == "delete"} == {"jobs", "statefulsets", "persistentvolumeclaims"}
+    # delete only for the db-sync Jobs, embedded servers' StatefulSets and their claims that never bound, and
+    # the exposure object of a previous spec.api.expose type (Ingress, HTTPRoute, LoadBalancer Service)
+    assert {r for _, r, v in rules if v == "delete"} == {"jobs", "statefulsets", "persistentvolumeclaims",
+                                                         "ingresses", "httproutes", "services"}
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "octavia-operator", "namespace": NAMESPACE}]
 
