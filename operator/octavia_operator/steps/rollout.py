@@ -59,7 +59,7 @@ def step_rollout(ctx: Context) -> Result:
                           in_flight={k: v for k, v in new.in_flight.items() if k != amp.lb_id},
                           started={k: v for k, v in new.started.items() if k != amp.lb_id})
             break
-    for lb_id, why in {**plan.newly_failed, **{k: v for k, v in new.failed.items() if k not in state.failed}}.items():
+    for why in (v for k, v in new.failed.items() if k not in state.failed or k in plan.newly_failed):
         ctx.event("Warning", "AmphoraRolloutFailed", why)
     metrics.amphora_failovers(ctx.namespace, ctx.name, started=len(plan.start), finished=len(plan.finished),
                               failed=len(set(new.failed) - set(state.failed)))

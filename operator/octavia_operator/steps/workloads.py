@@ -311,8 +311,6 @@ def persistence_database_name(database_name: str) -> str:
 def _persistence_url(ctx: Context) -> str:
     """[task_flow] persistence_connection: the user's Secret, or a database of its own next to Octavia's
     (managed: created here; embedded: created by the db-sync Job, which runs inside the cluster)."""
-    from urllib.parse import quote as q
-
     from ..backends import database
     spec = ctx.spec
     assert spec is not None
@@ -335,10 +333,12 @@ def _persistence_url(ctx: Context) -> str:
     if db.external:   # refused by the CEL rule and the spec's validator; kept as a clear error
         raise StepError("PersistenceDatabaseMissing", "jobboard.enabled with database.external needs "
                         "jobboard.persistence.connectionSecret")
-    pw = secrets.ensure_generated(ctx, names.database_secret, "database",
-                                  {"password": secrets.random_password})["password"].decode()
-    return (f"mysql+pymysql://octavia:{q(pw, safe='')}@{names.mariadb}.{ctx.namespace}.svc:3306/"
-            f"{kb.EMBEDDED_PERSISTENCE_DB}?charset=utf8mb4")
+    # the embedded MariaDB: step "database" built Octavia's URL; the persistence database is next to it
+    url = ctx.out.database_url or ""
+    octavia = f"@{names.mariadb}.{ctx.namespace}.svc:3306/octavia?"
+    if octavia not in url:
+        raise StepError("Waiting", "waiting for the embedded database's URL (DatabaseReady)", retry=True)
+    return url.replace(octavia, octavia.replace("/octavia?", f"/{kb.EMBEDDED_PERSISTENCE_DB}?"))
 
 
 def _remove_embedded_valkey(ctx: Context) -> None:
