@@ -58,12 +58,11 @@ STEPS = [
     ("certificates", "CertificatesReady", ("spec",)),
     ("database", "DatabaseReady", ("spec",)),
     ("messaging", "MessagingReady", ("spec",)),
-    ("jobboard", "JobboardReady", ("database",)),
-    ("config", "ConfigReady",
-     ("identity", "image", "flavor", "keypair", "network", "certificates", "database", "messaging", "jobboard")),
-    ("dbsync", "DatabaseSynced", ("config",)),
+    ("jobboard", "JobboardReady", ("spec",)),
+    ("config", "ConfigReady", ("identity", "image", "flavor", "keypair", "network", "certificates")),
+    ("dbsync", "DatabaseSynced", ("config", "database", "jobboard")),
     ("hostagent", "HostAgentReady", ("config",)),
-    ("services", "ServicesReady", ("dbsync", "hostagent")),
+    ("services", "ServicesReady", ("dbsync", "hostagent", "messaging")),
     ("rollout", "AmphoraeUpToDate", ("services", "image", "certificates")),
 ]
 CONDITION_TYPES = [ctype for _, ctype, _ in STEPS] + ["Ready"]

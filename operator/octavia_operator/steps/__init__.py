@@ -1,4 +1,6 @@
-"""The ordered list of reconcile steps; each reports one condition."""
+"""The reconcile steps; each reports one condition. A step runs once what it ``depends`` on has succeeded
+and what it runs ``after`` has finished; independent steps run at the same time (runner.run_steps). The
+list's order is the order of the conditions."""
 from __future__ import annotations
 
 from .runner import Step
@@ -8,9 +10,9 @@ from .core import step_cloud, step_spec
 STEPS: list[Step] = [
     Step("spec", "SpecValid", step_spec),
     Step("cloud", "CloudReachable", step_cloud, depends=("spec",)),
-    # before identity: the public catalog endpoint follows the exposure
     Step("expose", "APIExposed", expose.step_expose, depends=("spec",)),
-    Step("identity", "IdentityReady", cloud.step_identity, depends=("cloud",)),
+    # after expose: the public catalog endpoint follows the exposure
+    Step("identity", "IdentityReady", cloud.step_identity, depends=("cloud",), after=("expose",)),
     Step("image", "AmphoraImageReady", cloud.step_image, depends=("identity",)),
     Step("flavor", "AmphoraFlavorReady", cloud.step_flavor, depends=("identity",)),
     Step("keypair", "SSHKeypairReady", cloud.step_keypair, depends=("identity",)),
@@ -20,13 +22,15 @@ STEPS: list[Step] = [
     Step("certificates", "CertificatesReady", workloads.step_certificates, depends=("spec",)),
     Step("database", "DatabaseReady", workloads.step_database, depends=("spec",)),
     Step("messaging", "MessagingReady", workloads.step_messaging, depends=("spec",)),
-    Step("jobboard", "JobboardReady", workloads.step_jobboard, depends=("database",)),
+    # the persistence URL of the embedded database derives from Octavia's
+    Step("jobboard", "JobboardReady", workloads.step_jobboard, depends=("spec",), after=("database",)),
+    # rendered once every value it holds is known, so the embedded servers may still be starting; not after
+    # "ports" succeeded: one node whose port does not bind must not hold back the others
     Step("config", "ConfigReady", workloads.step_config,
-         # not "ports": one node whose port does not bind must not hold back the others
-         depends=("identity", "image", "flavor", "keypair", "network", "certificates", "database", "messaging",
-                  "jobboard")),
-    Step("dbsync", "DatabaseSynced", workloads.step_dbsync, depends=("config",)),
+         depends=("identity", "image", "flavor", "keypair", "network", "certificates"),
+         after=("ports", "database", "messaging", "jobboard")),
+    Step("dbsync", "DatabaseSynced", workloads.step_dbsync, depends=("config", "database", "jobboard")),
     Step("hostagent", "HostAgentReady", workloads.step_hostagent, depends=("config",)),
-    Step("services", "ServicesReady", workloads.step_services, depends=("dbsync", "hostagent")),
+    Step("services", "ServicesReady", workloads.step_services, depends=("dbsync", "hostagent", "messaging")),
     Step("rollout", "AmphoraeUpToDate", rollout.step_rollout, depends=("services", "image", "certificates")),
 ]

@@ -41,15 +41,7 @@ def desired(ctx: Context) -> cb.CloudDesired:
 
 def record(ctx: Context, **ids: Any) -> None:
     """Set IDs in status.openstack (keeping what other steps recorded)."""
-    current = ctx.status_updates.get(STATUS_KEY)
-    if current is None:
-        current = dict((ctx.status.get(STATUS_KEY) or {}))
-        ctx.status_updates[STATUS_KEY] = current
-    for k, v in ids.items():
-        if v is None:
-            current.pop(k, None)
-        else:
-            current[k] = v
+    ctx.merge_status(STATUS_KEY, ids)
 
 
 def recorded(ctx: Context, key: str) -> Any:
@@ -97,8 +89,7 @@ def service_password(ctx: Context) -> str:
     data = secrets.ensure_generated(ctx, name, "identity", {"password": secrets.random_password}, rotate=rotate,
                                     handled_requests={"servicePassword": request} if rotate else None, live=live)
     if rotate:
-        ctx.status_updates["rotations"] = {**(ctx.status.get("rotations") or {}),
-                                           **(ctx.status_updates.get("rotations") or {}), "servicePassword": request}
+        ctx.merge_status("rotations", {"servicePassword": request})
         ctx.event("Normal", "PasswordRotated", "the Octavia service user's password was rotated (request "
                                                f"{request!r}); the services roll with the new configuration")
     ctx.out.service_password = data["password"].decode()

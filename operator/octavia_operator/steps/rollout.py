@@ -26,8 +26,7 @@ def step_rollout(ctx: Context) -> Result:
     if request and request != handled:
         # a new one-shot request: served until nothing is outdated; it also clears a failed rollout
         state = replace(state, request=request, failed={}, batch_done_at=None)
-        ctx.status_updates["rotations"] = {**(ctx.status.get("rotations") or {}),
-                                           **(ctx.status_updates.get("rotations") or {}), "rolloutAmphorae": request}
+        ctx.merge_status("rotations", {"rolloutAmphorae": request})
         ctx.event("Normal", "AmphoraRollout", f"rollout requested ({ROLLOUT_ANNOTATION}={request})")
     try:
         amps = lb.amphorae(conn)

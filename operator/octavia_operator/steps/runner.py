@@ -8,9 +8,12 @@ loopback cloud.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import logging
+import os
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -94,8 +97,38 @@ class Context:
     # uid, or its predecessor's when it was re-created under deletionPolicy Retain
     owner_id: str | None = None
 
+    # steps run on several threads: merge_status is how two of them add keys to one status map, once() how
+    # they share one read
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _once: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
     def event(self, etype: str, reason: str, message: str) -> None:
         self.events.append((etype, reason, message))
+
+    def once(self, key: str, compute: Callable[[], Any]) -> Any:
+        """compute() the first time ``key`` is asked for in this reconcile; every other caller, on any thread,
+        waits for that value (a read shared by steps that run at the same time is made once)."""
+        with self._lock:
+            slot = self._once.get(key)
+            if slot is None:
+                slot = self._once[key] = [threading.Lock(), False, None]
+        with slot[0]:
+            if not slot[1]:
+                slot[2], slot[1] = compute(), True
+            return slot[2]
+
+    def merge_status(self, key: str, values: dict[str, Any]) -> None:
+        """Set keys of the status map ``key`` (None removes one), keeping what the status has and what other
+        steps of this reconcile set."""
+        with self._lock:
+            current = self.status_updates.get(key)
+            if current is None:
+                current = self.status_updates[key] = dict(self.status.get(key) or {})
+            for k, v in values.items():
+                if v is None:
+                    current.pop(k, None)
+                else:
+                    current[k] = v
 
     @property
     def owner_reference(self) -> dict[str, Any]:
@@ -109,7 +142,8 @@ class Step:
     name: str
     condition: str
     run: Callable[[Context], Result]
-    depends: tuple[str, ...] = ()
+    depends: tuple[str, ...] = ()   # must have succeeded (condition True), else this step waits
+    after: tuple[str, ...] = ()     # must have run (whatever the outcome): it reads what they hand off
 
 
 # ----------------------------------------------------------------------------------
@@ -124,36 +158,68 @@ class Outcome:
     events: list[tuple[str, str, str]]
 
 
-def run_steps(ctx: Context, steps: list[Step] | None = None) -> list[c.Cond]:
-    import time
+# Steps whose dependencies are met run at the same time (image, flavor, key pair, network and quotas after
+# identity; certificates and the embedded servers from the start), each on its own thread: most of a step is
+# waiting for an API. Steps share the Context; what they write to it is one Handoff field each, and
+# status.openstack goes through record() under a lock.
+PARALLEL_STEPS = int(os.environ.get("OCTAVIA_OPERATOR_PARALLEL_STEPS", "6"))
 
+
+def _run_one(ctx: Context, step: Step) -> Result:
+    from .. import metrics
+    started = time.monotonic()
+    try:
+        res = step.run(ctx)
+    except StepError as exc:
+        res = Result(c.FALSE, exc.reason, exc.message)
+        if exc.retry:
+            ctx.out.transient.append(step.name)
+    except Exception as exc:  # noqa: BLE001 - reported, retried, never crashes the operator
+        log.exception("step %s failed", step.name)
+        res = Result(c.FALSE, "InternalError", f"{type(exc).__name__}: {exc}")
+        ctx.out.transient.append(step.name)
+    metrics.step_done(ctx.namespace, ctx.name, step.name, res.status, res.reason, time.monotonic() - started)
+    return res
+
+
+def run_steps(ctx: Context, steps: list[Step] | None = None, parallel: int | None = None) -> list[c.Cond]:
+    """Run every step once its ``depends`` and ``after`` steps have finished; a step whose ``depends`` did not
+    succeed is reported Unknown/Waiting without running. Conditions come back in the steps' order."""
     from .. import metrics
     if steps is None:
         from . import STEPS as steps
-    done: dict[str, str] = {}
-    conds: list[c.Cond] = []
-    for step in steps:
-        blocked = [d for d in step.depends if done.get(d) != c.TRUE]
-        started = None
-        if blocked:
-            res = Result(c.UNKNOWN, "Waiting", f"waiting for {', '.join(blocked)}")
-        else:
-            started = time.monotonic()
-            try:
-                res = step.run(ctx)
-            except StepError as exc:
-                res = Result(c.FALSE, exc.reason, exc.message)
-                if exc.retry:
-                    ctx.out.transient.append(step.name)
-            except Exception as exc:  # noqa: BLE001 - reported, retried, never crashes the operator
-                log.exception("step %s failed", step.name)
-                res = Result(c.FALSE, "InternalError", f"{type(exc).__name__}: {exc}")
-                ctx.out.transient.append(step.name)
-        metrics.step_done(ctx.namespace, ctx.name, step.name, res.status, res.reason,
-                          None if started is None else time.monotonic() - started)
-        done[step.name] = res.status
-        conds.append(c.Cond(step.condition, res.status, res.reason, res.message))
-    return conds
+    workers = max(1, PARALLEL_STEPS if parallel is None else parallel)
+    known = {s.name for s in steps}
+    results: dict[str, Result] = {}
+    pending = list(steps)
+    running: dict[concurrent.futures.Future, Step] = {}
+    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix=f"reconcile-{ctx.name}") as pool:
+        while pending or running:
+            progressed = True
+            while progressed:   # settle every step that can be decided or started now
+                progressed = False
+                for step in list(pending):
+                    if any(d in known and d not in results for d in step.depends + step.after):
+                        continue
+                    pending.remove(step)
+                    progressed = True
+                    blocked = [d for d in step.depends if d not in results or results[d].status != c.TRUE]
+                    if blocked:
+                        results[step.name] = Result(c.UNKNOWN, "Waiting", f"waiting for {', '.join(blocked)}")
+                        metrics.step_done(ctx.namespace, ctx.name, step.name, c.UNKNOWN, "Waiting", None)
+                    elif workers == 1:
+                        results[step.name] = _run_one(ctx, step)
+                    else:
+                        running[pool.submit(_run_one, ctx, step)] = step
+            if not running:
+                if pending:   # a dependency on a step that never runs: a programming error
+                    raise RuntimeError(f"steps {[s.name for s in pending]} can never run")
+                break
+            finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+            for fut in finished:
+                results[running.pop(fut).name] = fut.result()
+    return [c.Cond(s.condition, results[s.name].status, results[s.name].reason, results[s.name].message)
+            for s in steps]
 
 
 def reconcile(ctx: Context, steps: list[Step] | None = None) -> Outcome:

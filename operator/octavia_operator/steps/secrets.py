@@ -98,11 +98,17 @@ def apply(ctx: Context, name: str, component: str, data: Mapping[str, bytes], li
 
 
 def read(ctx: Context, name: str) -> dict | None:
-    """The live Secret; reading the service-user Secret also settles :func:`owner_id` (no second read)."""
-    live = ctx.kube.get("v1", "Secret", name, ctx.namespace)
-    if name == n.Names(ctx.name).keystone_secret and ctx.owner_id is None:
-        ctx.owner_id = _annotations(live).get(OWNER_ID_ANNOTATION) or ctx.uid
-    return live
+    """The live Secret. The service-user Secret is read once per reconcile (steps running at the same time
+    share that read), and it settles :func:`owner_id`."""
+    if name != n.Names(ctx.name).keystone_secret:
+        return ctx.kube.get("v1", "Secret", name, ctx.namespace)
+
+    def first() -> dict | None:
+        live = ctx.kube.get("v1", "Secret", name, ctx.namespace)
+        if ctx.owner_id is None:
+            ctx.owner_id = _annotations(live).get(OWNER_ID_ANNOTATION) or ctx.uid
+        return live
+    return ctx.once(f"secret/{name}", first)
 
 
 _UNREAD: Any = object()

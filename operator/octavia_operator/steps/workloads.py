@@ -10,7 +10,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote
 
 from .. import conditions as c
@@ -116,8 +116,7 @@ def step_certificates(ctx: Context) -> Result:
     except pki.CertificateInputError as exc:
         raise StepError("InvalidCertificateInput", str(exc)) from None
     if requests:
-        rotations = {**handled, **(ctx.status_updates.get("rotations") or {}), **requests}
-        ctx.status_updates["rotations"] = rotations
+        ctx.merge_status("rotations", requests)
     changed = plan.changed or existing is None
     secrets.apply(ctx, name, "certificates", plan.data, live, requests, data_changed=changed)
     if changed:
@@ -208,16 +207,18 @@ def _unbound_claim(ctx: Context, server: str, what: str) -> str | None:
 
 
 def _embedded(ctx: Context, what: str, server: str, secret: str, component: str, url_key: str,
-              generators: dict[str, Any], url: Any, build: Any) -> tuple[str, str]:
+              generators: dict[str, Any], url: Any, build: Any, hand: Callable[[str], None]) -> str:
     """A single-replica server of ours: generated credentials, the client URL in the Secret,
-    the StatefulSet and its Service; raises (retried) until the StatefulSet is ready.
-    Returns the URL and a note ('' or why the storage settings were not applied)."""
+    the StatefulSet and its Service. The URL is handed on (``hand``) at once: the configuration can be
+    rendered while the server starts. Raises (retried) until the StatefulSet is ready; returns a note
+    ('' or why the storage settings were not applied)."""
     from ..releases import images
     spec = ctx.spec
     assert spec is not None
     data = secrets.ensure_generated(ctx, secret, component, generators)
     value = url(quote(data["password"].decode(), safe=""), f"{server}.{ctx.namespace}.svc")
     secrets.ensure_values(ctx, secret, component, {url_key: value.encode()})
+    hand(value)
     objs = build(kb.Inputs(ctx.name, ctx.namespace, ctx.uid, spec), images(spec.release, spec.images))
     note = _storage_change(ctx, objs, server, what)
     _apply_all(ctx, objs)
@@ -226,7 +227,7 @@ def _embedded(ctx: Context, what: str, server: str, secret: str, component: str,
         if unbound:
             raise StepError("VolumeNotBound", unbound, retry=True)
         raise StepError("Starting", f"waiting for the embedded {what} StatefulSet {server} to be ready", retry=True)
-    return value, note
+    return note
 
 
 def step_database(ctx: Context) -> Result:
@@ -253,10 +254,11 @@ def step_database(ctx: Context) -> Result:
         if res.changes:
             ctx.event("Normal", "Database", "; ".join(res.changes))
         return Result.ok("Managed", f"database {m.databaseName} and user {m.userName} on {m.host}:{m.port}")
-    ctx.out.database_url, note = _embedded(
+    note = _embedded(
         ctx, "MariaDB", names.mariadb, names.database_secret, "database", "connection",
         {"password": secrets.random_password, "root-password": secrets.random_password},
-        lambda pw, host: f"mysql+pymysql://octavia:{pw}@{host}:3306/octavia?charset=utf8mb4", kb.embedded_mariadb)
+        lambda pw, host: f"mysql+pymysql://octavia:{pw}@{host}:3306/octavia?charset=utf8mb4", kb.embedded_mariadb,
+        lambda url: setattr(ctx.out, "database_url", url))
     if note:
         return Result(c.TRUE, "StorageChangeIgnored", note)
     return Result.ok("Embedded", f"embedded MariaDB {names.mariadb} is ready")
@@ -290,10 +292,11 @@ def step_messaging(ctx: Context) -> Result:
         if res.changes:
             ctx.event("Normal", "Messaging", "; ".join(res.changes))
         return Result.ok("Managed", f"vhost {m.vhost} and user {m.userName} on {m.host}:{m.port}")
-    ctx.out.transport_url, note = _embedded(
+    note = _embedded(
         ctx, "RabbitMQ", names.rabbitmq, names.messaging_secret, "messaging", "transport_url",
         {"password": secrets.random_password, "erlang-cookie": lambda: secrets.random_password(48)},
-        lambda pw, host: f"rabbit://octavia:{pw}@{host}:5672/", kb.embedded_rabbitmq)
+        lambda pw, host: f"rabbit://octavia:{pw}@{host}:5672/", kb.embedded_rabbitmq,
+        lambda url: setattr(ctx.out, "transport_url", url))
     if note:
         return Result(c.TRUE, "StorageChangeIgnored", note)
     return Result.ok("Embedded", f"embedded RabbitMQ {names.rabbitmq} is ready")
@@ -480,6 +483,15 @@ def inputs(ctx: Context) -> kb.Inputs:
 
 
 def step_config(ctx: Context) -> Result:
+    # the values it renders, not the servers' readiness: an embedded server still starting already has its URL
+    spec = ctx.spec
+    assert spec is not None
+    missing = [what for what, value in (("the database URL (DatabaseReady)", ctx.out.database_url),
+                                         ("the transport URL (MessagingReady)", ctx.out.transport_url),
+                                         ("the jobboard (JobboardReady)",
+                                          ctx.out.jobboard or not spec.jobboard.enabled)) if not value]
+    if missing:
+        raise StepError("Waiting", f"waiting for {', '.join(missing)}", retry=True)
     inp = inputs(ctx)
     _apply_all(ctx, kb.service_accounts(inp) + [kb.config_map(inp), kb.config_secret(inp)])
     return Result.ok("Ready", f"octavia.conf in ConfigMap {_names(ctx).config_map}, secrets in Secret "
