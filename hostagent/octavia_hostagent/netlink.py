@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import select
 import socket
 import time
 
@@ -108,12 +109,21 @@ class NetlinkDriver:
         return idx[0]
 
     def wait_link(self, name: str, timeout: float) -> bool:
+        """Waits for the link to exist: looks, then looks again on each RTM_NEWLINK (subscribed
+        before the first look, so a creation in between is not missed)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.ipr.link_lookup(ifname=name):
-                return True
-            time.sleep(0.1)
-        return False
+        events = EventSocket(RTMGRP_LINK)
+        try:
+            while True:
+                if self.ipr.link_lookup(ifname=name):
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                if select.select([events], [], [], left)[0]:
+                    events.drain()
+        finally:
+            events.close()
 
     def create_veth(self, name: str, peer: str) -> None:
         self.ipr.link("add", ifname=name, kind="veth", peer={"ifname": peer})
@@ -194,11 +204,11 @@ class NetlinkDriver:
 class EventSocket:
     """Raw rtnetlink socket subscribed to link/address/route changes, used only as a wake-up."""
 
-    def __init__(self):
+    def __init__(self, groups: int = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR
+                 | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE):
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, socket.NETLINK_ROUTE)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        self.sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR
-                        | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE))
+        self.sock.bind((0, groups))
 
     def fileno(self) -> int:
         return self.sock.fileno()
