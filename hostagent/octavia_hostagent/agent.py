@@ -21,7 +21,13 @@ log = logging.getLogger("octavia_hostagent")
 STATE_FILE = "state.json"
 MAX_ROUNDS = 5
 MIN_EVENT_GAP = 1.0  # seconds between event-driven passes
-ASSIGNMENT_POLL = 0.25  # seconds between looks at the assignment file (a stat: a new one is acted on at once)
+#: seconds between the cheap looks at what announces nothing: the assignment file (a stat: a new one is
+#: acted on at once), the sysctls (a /proc read each), the legacy filter tables' shape (a getsockopt)
+POLL = 0.25
+#: seconds between passes while not ready, or when the firewall cannot be watched (instead of --interval)
+RETRY_INTERVAL = 5.0
+#: seconds between attempts to reconnect to OVSDB (and re-register the monitor) after losing it
+OVSDB_RETRY = 0.5
 
 
 @dataclass
@@ -31,7 +37,8 @@ class Config:
     ovsdb: str = "unix:/run/openvswitch/db.sock"
     state_dir: str = "/var/lib/octavia-hostagent"
     status_file: str = "/run/octavia-hostagent/status.json"
-    interval: float = 5.0
+    #: seconds between full passes when ready; changes are acted on through events and POLL in between
+    interval: float = 30.0
     firewall_backend: str = "auto"
 
 
@@ -108,6 +115,9 @@ class Agent:
         self._last_status_key = None
         #: sysctl paths the agent cannot write (read-only /proc/sys in an unprivileged container)
         self.sysctl_unwritable: dict[str, str] = {}
+        #: sysctl values of the last observation: the loop looks for a change every POLL seconds
+        self._sysctls_seen: dict[str, str] = {}
+        self._ovsdb_retry = 0.0
 
     # ------------------------------------------------------------------ inputs
     def load_assignment(self) -> None:
@@ -148,6 +158,10 @@ class Agent:
             ovs_names.add(a.interface)
         if ovs_names or a is None or a.driver == "ovs":
             obs.ovs = self.ovs.observe(ovs_names, OVS_OWNER_KEY)
+        # the connection (and its monitor) stays open while there is an OVS port to watch
+        self.ovs.keep = bool(ovs_names)
+        if not self.ovs.keep:
+            self.ovs.close()
         if a is not None:
             for path in planner.desired_sysctls(a):
                 v = self.nl.get_sysctl(path)
@@ -155,6 +169,7 @@ class Agent:
                     obs.sysctls[path] = v
             if with_fw:
                 obs.fw = self.fw.observe()
+        self._sysctls_seen = dict(obs.sysctls)
         return obs
 
     # ------------------------------------------------------------------- apply
@@ -172,8 +187,9 @@ class Agent:
             if not self.nl.wait_link(x.target, 10):
                 log.warning("ovs-vswitchd did not create device %s within 10 s", x.target)
         elif k == "ovs_recreate_port":
-            self.ovs.del_port(x.arg("port_uuid"))
-            time.sleep(0.5)
+            # ovs-vswitchd must apply the deletion before the port comes back, or it keeps the old
+            # port (same name) whose device is gone: wait for it (cur_cfg), then re-add
+            self.ovs.del_port(x.arg("port_uuid"), wait_vswitchd=True)
             self.ovs.add_port(x.arg("bridge"), x.target, x.arg("iface_columns"), x.arg("port_external_ids"))
             if not self.nl.wait_link(x.target, 10):
                 log.warning("ovs-vswitchd did not create device %s within 10 s", x.target)
@@ -323,7 +339,7 @@ class Agent:
                       problems=[f"assignment: {self.assignment_error}" if self.assignment_error
                                 else f"no assignment for node {self.cfg.node}"])
         else:
-            checks, problems = planner.evaluate(a, obs)
+            checks, problems = planner.evaluate(a, obs, self.sysctl_unwritable)
             if self.assignment_error:
                 checks["assignment"] = {"ok": False, "detail": f"malformed, using the previous one: {self.assignment_error}"}
                 problems.insert(0, f"assignment: malformed, using the previous one: {self.assignment_error}")
@@ -347,11 +363,19 @@ class Agent:
         return st
 
     # -------------------------------------------------------------------- loop
+    def close(self) -> None:
+        self.fw.close()
+        self.ovs.close()
+        self.nl.close()
+
     def run(self, once: bool = False) -> int:
         from .netlink import EventSocket
 
         if once:
-            return 0 if self.reconcile()["ready"] else 1
+            try:
+                return 0 if self.reconcile()["ready"] else 1
+            finally:
+                self.close()
         stop = {"flag": False}
         rfd, wfd = os.pipe()
         os.set_blocking(rfd, False)
@@ -370,8 +394,9 @@ class Agent:
         try:
             while not stop["flag"]:
                 seen = self._assignment_signature()
+                ready = False
                 try:
-                    self.reconcile()
+                    ready = bool(self.reconcile()["ready"])
                 except Exception:  # noqa: BLE001 -- never die on one bad pass
                     log.exception("reconcile pass failed")
                     try:
@@ -381,31 +406,79 @@ class Agent:
                             "checks": {}})
                     except OSError:
                         pass
-                last_pass = time.monotonic()
-                deadline = last_pass + self.cfg.interval
-                while not stop["flag"]:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    r, _, _ = select.select([events, rfd], [], [], min(left, ASSIGNMENT_POLL))
-                    if not r and self._assignment_signature() != seen:
-                        log.info("the assignment file changed: reconciling now")
-                        break
-                    if rfd in r:
-                        try:
-                            os.read(rfd, 512)
-                        except BlockingIOError:
-                            pass
-                    if events in r:
-                        events.drain()
-                        # let a burst of changes settle; at most ~1 event-driven pass per second
-                        time.sleep(max(0.2, MIN_EVENT_GAP - (time.monotonic() - last_pass)))
-                        events.drain()
-                        break
+                # Ready: every change has an event source or a POLL look, the periodic pass is a safety
+                # net. Not ready (or the firewall cannot be watched): retry sooner.
+                interval = self.cfg.interval if ready and self.fw.watching else min(self.cfg.interval, RETRY_INTERVAL)
+                why = self._wait(events, rfd, stop, seen, time.monotonic(), interval)
+                if why:
+                    log.debug("pass: %s", why)
         finally:
             events.close()
-            self.nl.close()
+            self.close()
         return 0
+
+    def _wait(self, events, rfd: int, stop: dict, seen, last_pass: float, interval: float) -> str | None:
+        """Waits for a reason to start the next pass: an event (rtnetlink, OVSDB monitor, nf_tables), a
+        change found by the POLL looks, or the end of ``interval`` (returns None)."""
+        deadline = last_pass + interval
+        why = self.ovs.pending()  # monitor updates read during the pass (e.g. caused by someone meanwhile)
+        next_poll = time.monotonic()
+        while why is None and not stop["flag"]:
+            now = time.monotonic()
+            if now >= next_poll:
+                if self._assignment_signature() != seen:
+                    log.info("the assignment file changed: reconciling now")
+                    return "assignment file changed"  # at once: nothing to let settle
+                why = self._poll(now)
+                next_poll = now + POLL
+                if why:
+                    break
+            left = deadline - now
+            if left <= 0:
+                return None
+            fds = [events, rfd]
+            if self.ovs.connected:
+                fds.append(self.ovs)
+            if self.fw.events is not None:
+                fds.append(self.fw.events)
+            r, _, _ = select.select(fds, [], [], max(0.0, min(left, next_poll - now)))
+            if rfd in r:
+                try:
+                    os.read(rfd, 512)
+                except BlockingIOError:
+                    pass
+            if events in r:
+                events.drain()
+                why = "netlink event"
+            if self.ovs in r:
+                why = self.ovs.take_changes() or why
+            if self.fw.events is not None and self.fw.events in r and self.fw.events.drain():
+                why = why or "firewall rules changed"
+        if why and not stop["flag"]:
+            # let a burst of changes settle; at most ~1 event-driven pass per second
+            time.sleep(max(0.2, MIN_EVENT_GAP - (time.monotonic() - last_pass)))
+            events.drain()
+            self.ovs.take_changes()
+            if self.fw.events is not None:
+                self.fw.events.drain()
+        return why
+
+    def _poll(self, now: float) -> str | None:
+        """The cheap looks at what announces nothing."""
+        for path, value in self._sysctls_seen.items():
+            if self.nl.get_sysctl(path) != value:
+                return f"net.{path.replace('/', '.')} changed"
+        if self.fw.changed():
+            return "legacy filter table changed"
+        if self.ovs.keep and not self.ovs.connected and now >= self._ovsdb_retry:
+            from .ovsdb import OvsdbError
+            self._ovsdb_retry = now + OVSDB_RETRY
+            try:
+                self.ovs.connect(timeout=OVSDB_RETRY)
+            except OvsdbError:
+                return None
+            return "OVSDB reachable again"
+        return None
 
     def _assignment_signature(self) -> tuple[int, int, int] | None:
         """Identity of the assignment file's content (a ConfigMap update swaps the file behind a symlink:

@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ovsdb", default=os.environ.get("OCTAVIA_HOSTAGENT_OVSDB", DEFAULTS.ovsdb),
                      help="OVSDB server, unix:PATH or tcp:HOST:PORT (default %(default)s)")
     run.add_argument("--interval", type=float, default=float(os.environ.get("OCTAVIA_HOSTAGENT_INTERVAL", DEFAULTS.interval)),
-                     help="seconds between periodic passes (netlink events trigger passes in between)")
+                     help="seconds between full verification passes while ready (default %(default)s; changes are "
+                          "acted on at once through events and cheap looks; while not ready passes run every 5 s)")
     run.add_argument("--firewall-backend", choices=("auto", "nft", "legacy"),
                      default=os.environ.get("OCTAVIA_HOSTAGENT_FIREWALL_BACKEND", "auto"),
                      help="iptables backend; auto detects it as kube-proxy does")

@@ -277,8 +277,11 @@ def plan_cleanup(obs: Observed, owned: Owned) -> list[Action]:
 
 
 # ------------------------------------------------------------------------ checks
-def evaluate(a: NodeAssignment, obs: Observed) -> tuple[dict, list[str]]:
-    """Per-check results and human-readable problems.  Ready iff all checks are ok."""
+def evaluate(a: NodeAssignment, obs: Observed, sysctl_unwritable=()) -> tuple[dict, list[str]]:
+    """Per-check results and human-readable problems.  Ready iff all checks are ok.
+
+    ``sysctl_unwritable``: sysctl paths the agent cannot write (read-only /proc/sys); their drift is
+    a warning of the status, not a failed check."""
     checks: dict[str, dict] = {}
     problems: list[str] = []
 
@@ -345,6 +348,10 @@ def evaluate(a: NodeAssignment, obs: Observed) -> tuple[dict, list[str]]:
     check("routes", has_conn and not defaults,
           ("" if has_conn else f"connected route {connected} missing; ") +
           (f"default route(s) via {iface}: {[r.gateway for r in defaults]}" if defaults else ""))
+    bad = [f"net.{path.replace('/', '.')}={obs.sysctls[path]}, want {value}"
+           for path, (value, _why) in sorted(desired_sysctls(a).items())
+           if obs.sysctls.get(path) not in (None, value) and path not in sysctl_unwritable]
+    check("sysctls", not bad, "; ".join(bad))
     fw = obs.fw
     if fw is None or not fw.available:
         check("firewall", False, f"firewall unavailable: {fw.error if fw else 'not checked'}")

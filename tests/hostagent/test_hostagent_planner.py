@@ -155,7 +155,23 @@ def test_link_mac_mtu_state_and_address_repairs():
     assert actions[1].arg("address") == "172.31.0.99" and actions[2].arg("address") == "172.31.0.5"
     checks, problems = evaluate(a, obs)
     assert any("MAC mismatch" in p for p in problems)
-    assert {k for k, c in checks.items() if not c["ok"]} == {"mac", "mtu", "link", "address"}
+    assert {k for k, c in checks.items() if not c["ok"]} == {"mac", "mtu", "link", "address", "sysctls"}
+
+
+def test_sysctl_drift_is_a_failed_check_unless_the_agent_cannot_write_it():
+    a = assignment()
+    obs = good_obs(a)
+    assert evaluate(a, obs)[0]["sysctls"] == {"ok": True, "detail": ""}
+    obs.sysctls["ipv6/conf/o-hm0/accept_ra"] = "1"  # someone set it back (accept_ra drift)
+    checks, problems = evaluate(a, obs)
+    assert checks["sysctls"]["ok"] is False
+    assert problems == ["sysctls: net.ipv6.conf.o-hm0.accept_ra=1, want 0"]
+    # read-only /proc/sys (unprivileged container): a warning of the status, not a problem
+    checks, problems = evaluate(a, obs, {"ipv6/conf/o-hm0/accept_ra": "Read-only file system"})
+    assert checks["sysctls"]["ok"] is True and problems == []
+    # the file does not exist (o-hm0 missing): the link check reports that, not this one
+    obs.sysctls = {}
+    assert evaluate(a, obs)[0]["sysctls"]["ok"] is True
 
 
 def test_default_route_via_interface_is_removed_other_routes_reported():
