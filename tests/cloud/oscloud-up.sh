@@ -244,7 +244,8 @@ $(common neutron)
 type_drivers = flat,vlan,vxlan
 tenant_network_types = vxlan
 mechanism_drivers = openvswitch
-extension_drivers = port_security
+# the owner tags in a port's POST, as Neutron 2023.1+ takes them anyway (tag-creation); Zed needs this driver
+extension_drivers = port_security,tag_ports_during_bulk_creation
 [ml2_type_flat]
 flat_networks = *
 [ml2_type_vlan]

@@ -20,6 +20,8 @@ Key pair (seed: ``amp_ssh_key_name``)
 """
 from __future__ import annotations
 
+import threading
+
 from typing import Any
 
 from ...builders.cloud import FlavorDesired
@@ -258,10 +260,19 @@ def delete_keypair(service_conn: Any, name: str, public_key: str, user_id: str |
 # ------------------------------------------------------------------------------------------
 # connections
 
+_as_cache: dict[str, tuple[str, Any]] = {}
+_as_lock = threading.Lock()
+
+
 def connect_as(conn: Any, user: str, password: str, project: str, user_domain: str, project_domain: str) -> Any:
     """A Connection authenticated as ``user`` (password auth, project-scoped), with the admin
     connection's auth URL, region, interface and TLS settings (CA bundle, verify, client cert).
-    Reads no clouds.yaml and no environment variables."""
+    Reads no clouds.yaml and no environment variables. Kept for the next reconciles (its token and
+    discovered endpoints with it) while the same settings and password are asked for; a new password
+    replaces it."""
+    import hashlib
+    import json
+
     from openstack import connection
 
     cfg = conn.config
@@ -277,4 +288,13 @@ def connect_as(conn: Any, user: str, password: str, project: str, user_domain: s
     for key in ("cacert", "cert", "key", "verify", "identity_api_version"):
         if raw.get(key) is not None:
             kwargs[key] = raw[key]
-    return connection.Connection(**kwargs)
+    who = json.dumps({**kwargs, "auth": {**kwargs["auth"], "password": None}}, sort_keys=True, default=str)
+    secret = hashlib.sha256(password.encode()).hexdigest()
+    with _as_lock:
+        cached = _as_cache.get(who)
+        if cached is not None and cached[0] == secret:
+            return cached[1]
+    made = connection.Connection(**kwargs)
+    with _as_lock:
+        _as_cache[who] = (secret, made)
+    return made

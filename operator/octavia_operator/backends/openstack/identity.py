@@ -104,23 +104,39 @@ def _domain_id(conn: Any, name: str, kind: str) -> str:
         raise classify(exc, f"looking up the {kind} domain {name!r}") from None
 
 
-def _find_project(conn: Any, d: IdentityDesired) -> tuple[Any | None, str]:
-    dom = _domain_id(conn, d.project_domain, "project")
+def _domain_ids(conn: Any, d: IdentityDesired) -> tuple[str, str]:
+    """The IDs of the project's and the user's domains (one lookup when they are the same, as usual)."""
+    project_dom = _domain_id(conn, d.project_domain, "project")
+    user_dom = project_dom if d.user_domain == d.project_domain else _domain_id(conn, d.user_domain, "user")
+    return project_dom, user_dom
+
+
+def _find_project(conn: Any, d: IdentityDesired, dom: str | None = None) -> tuple[Any | None, str]:
+    dom = dom or _domain_id(conn, d.project_domain, "project")
     found = call(f"listing projects named {d.project!r}", lambda: list(conn.identity.projects(name=d.project,
                                                                                              domain_id=dom)))
     return pick_one(found, f"project named {d.project!r} in domain {d.project_domain!r}"), dom
 
 
-def _find_user(conn: Any, d: IdentityDesired) -> tuple[Any | None, str]:
-    dom = _domain_id(conn, d.user_domain, "user")
+def _find_user(conn: Any, d: IdentityDesired, dom: str | None = None) -> tuple[Any | None, str]:
+    dom = dom or _domain_id(conn, d.user_domain, "user")
     found = call(f"listing users named {d.user!r}", lambda: list(conn.identity.users(name=d.user, domain_id=dom)))
     return pick_one(found, f"user named {d.user!r} in domain {d.user_domain!r}"), dom
 
 
-def _find_role(conn: Any, name: str) -> Any | None:
-    found = call(f"listing roles named {name!r}", lambda: [r for r in conn.identity.roles(name=name)
-                                                           if r.name == name and not r.domain_id])
-    return pick_one(found, f"role named {name!r}")
+def _global_roles(conn: Any, names: Iterable[str]) -> dict[str, Any]:
+    """The global roles (not domain-specific) named ``names``, from one listing of the roles (a handful in
+    any cloud) instead of one lookup each; absent names are missing from the result."""
+    wanted = set(names)
+    if not wanted:
+        return {}
+    listed = call("listing roles", lambda: [r for r in conn.identity.roles() if r.name in wanted and not r.domain_id])
+    out: dict[str, Any] = {}
+    for name in sorted(wanted):
+        role = pick_one([r for r in listed if r.name == name], f"role named {name!r}")
+        if role is not None:
+            out[name] = role
+    return out
 
 
 def _services(conn: Any, service_type: str) -> list[Any]:
@@ -128,8 +144,9 @@ def _services(conn: Any, service_type: str) -> list[Any]:
                 lambda: [s for s in conn.identity.services(type=service_type) if s.type == service_type])
 
 
-def _endpoints(conn: Any, service_id: str, **query: str) -> list[Any]:
-    return call("listing endpoints", lambda: [e for e in conn.identity.endpoints(service_id=service_id, **query)
+def _endpoints(conn: Any, service_id: str) -> list[Any]:
+    """Every endpoint of a service (all interfaces and regions: one request)."""
+    return call("listing endpoints", lambda: [e for e in conn.identity.endpoints(service_id=service_id)
                                               if e.service_id == service_id])
 
 
@@ -219,8 +236,9 @@ def ensure_identity(conn: Any, d: IdentityDesired, uid: str, password: str) -> I
             res_adopted.append(label)
 
     # -- inputs first (reads only): a bad domain, role or foreign marker writes nothing -------
-    project, project_dom = _find_project(conn, d)
-    user, user_dom = _find_user(conn, d)
+    project_dom, user_dom = _domain_ids(conn, d)
+    project, _ = _find_project(conn, d, project_dom)
+    user, _ = _find_user(conn, d, user_dom)
     for obj, kind in ((project, "project"), (user, "user")):
         if obj is not None:
             check_not_foreign(obj, uid, kind)
@@ -236,9 +254,10 @@ def ensure_identity(conn: Any, d: IdentityDesired, uid: str, password: str) -> I
                 "password it has does not work. Put the user's password in a Secret and name it in "
                 "identity.passwordSecret (a disabled user fails this check too), or set identity.resetPassword: true (whatever uses the old "
                 "password, such as an Octavia running today, then fails)")
+    roles = _global_roles(conn, [*d.roles, *d.lb_roles])
     role_ids: dict[str, str] = {}
     for name in d.roles:
-        role = _find_role(conn, name)
+        role = roles.get(name)
         if role is None:
             raise StepError("RoleNotFound", f"the role {name!r} (identity.roles) does not exist in Keystone; "
                                             "create it or remove it from the spec")
@@ -296,7 +315,7 @@ def ensure_identity(conn: Any, d: IdentityDesired, uid: str, password: str) -> I
     # -- load-balancer roles ------------------------------------------------------------------
     lb_role_ids: dict[str, str] = {}
     for name in d.lb_roles:
-        role = _find_role(conn, name)
+        role = roles.get(name)
         if role is None:
             role = call(f"creating role {name!r}", conn.identity.create_role, name=name,
                         description=with_marker(ROLE_DESCRIPTION, uid))
@@ -326,12 +345,14 @@ def ensure_identity(conn: Any, d: IdentityDesired, uid: str, password: str) -> I
     kept: list[str] = []
     endpoint_ids: dict[str, str] = {}
     region_checked = False
+    endpoints: list[Any] | None = None
     for itf in INTERFACES:
         url = d.endpoints.get(itf)
         if not url and manage_endpoints:
             continue
-        found = _endpoints(conn, service.id, interface=itf, region_id=d.region)
-        found = [e for e in found if e.interface == itf and e.region_id == d.region]
+        if endpoints is None:
+            endpoints = _endpoints(conn, service.id)
+        found = [e for e in endpoints if e.interface == itf and e.region_id == d.region]
         if not manage_endpoints:
             if len(found) == 1:
                 endpoint_ids[itf] = found[0].id

@@ -413,11 +413,20 @@ class ManagementNetwork:
 
 
 def ensure_management_network(conn: Any, desired: NetworkDesired, uid: str, *, project_id: str) -> ManagementNetwork:
-    """Network, subnet and both security groups, in that order (see the functions for each)."""
-    net = ensure_network(conn, desired, uid, project_id=project_id)
-    sn = ensure_subnet(conn, desired, uid, network_id=net.id, network_adopted=net.adopted, project_id=project_id)
-    amp = ensure_security_group(conn, desired.amphora_sg, uid, project_id=project_id)
-    hm = ensure_security_group(conn, desired.health_manager_sg, uid, project_id=project_id)
+    """Network then subnet, and both security groups meanwhile (they do not depend on the network; see the
+    functions for each). The first failure, in that order, is raised once all four have finished."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="security-group") as pool:
+        groups = [pool.submit(ensure_security_group, conn, sg, uid, project_id=project_id)
+                  for sg in (desired.amphora_sg, desired.health_manager_sg)]
+        try:
+            net = ensure_network(conn, desired, uid, project_id=project_id)
+            sn = ensure_subnet(conn, desired, uid, network_id=net.id, network_adopted=net.adopted,
+                               project_id=project_id)
+        finally:
+            concurrent.futures.wait(groups)
+        amp, hm = (f.result() for f in groups)
     return ManagementNetwork(net, sn, amp, hm)
 
 
@@ -481,6 +490,25 @@ def _pool_guard(fn: Callable[[], Any], subnet: Any) -> Callable[[], Any]:
                                 "widen managementNetwork.allocationPool or the CIDR") from None
             raise
     return run
+
+
+PARALLEL_DELETES = 8
+
+
+def _each_in_parallel(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    """fn(item) for every item, up to PARALLEL_DELETES at a time; the items done, in order. The first error
+    is raised once every call has finished (what succeeded stays done: a rerun finds it gone)."""
+    import concurrent.futures
+    if len(items) <= 1:
+        for item in items:
+            fn(item)
+        return list(items)
+    with concurrent.futures.ThreadPoolExecutor(min(PARALLEL_DELETES, len(items))) as pool:
+        futures = [pool.submit(fn, item) for item in items]
+        concurrent.futures.wait(futures)
+    for f in futures:
+        f.result()
+    return list(items)
 
 
 def _port_ip(port: Any, subnet_id: str) -> str | None:
@@ -576,10 +604,10 @@ def ensure_ports(conn: Any, desired: Mapping[str, PortDesired], uid: str, *, pro
             result.created.append(node)
             result.changes.append(f"created health-manager port {_label(p)} for node {node}")
 
-    for p in existing:
-        if p.name in wanted_names or not owned_by(p, uid):
-            continue
-        call(f"deleting port {_label(p)}", conn.network.delete_port, p, ignore_missing=True)
+    gone = [p for p in existing if p.name not in wanted_names and owned_by(p, uid)]
+    # Neutron has no bulk delete: the ports of nodes that left go a few at a time
+    for p in _each_in_parallel(lambda p: call(f"deleting port {_label(p)}", conn.network.delete_port, p,
+                                              ignore_missing=True), gone):
         result.deleted.append(_label(p))
         result.changes.append(f"deleted health-manager port {_label(p)} (its node is no longer selected)")
 
@@ -665,9 +693,8 @@ def delete_owned_network(conn: Any, uid: str, *, network_id: str | None = None, 
         deleted.append(f"{kind} {_label(r)}")
 
     port_query = {"network_id": network_id, "device_owner": HEALTH_MGR_DEVICE_OWNER} if network_id else {}
-    for p in candidates("port", n.ports, n.get_port, port_ids, **port_query):
-        if owned_by(p, uid):
-            delete("port", n.delete_port, p)
+    _each_in_parallel(lambda p: delete("port", n.delete_port, p),
+                      [p for p in candidates("port", n.ports, n.get_port, port_ids, **port_query) if owned_by(p, uid)])
     sg_ids = [s for s in security_group_ids if s]
     for sg in candidates("security group", n.security_groups, n.get_security_group, sg_ids):
         if owned_by(sg, uid):
