@@ -1,12 +1,14 @@
 """The reconcile loop: read assignment, observe, plan, apply, verify, report."""
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import logging
 import os
 import select
 import signal
+import struct
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,9 +23,9 @@ log = logging.getLogger("octavia_hostagent")
 STATE_FILE = "state.json"
 MAX_ROUNDS = 5
 MIN_EVENT_GAP = 1.0  # seconds between event-driven passes
-#: seconds between the cheap looks at what announces nothing: the assignment file (a stat: a new one is
-#: acted on at once), the sysctls (a /proc read each), the legacy filter tables' shape (a getsockopt)
-POLL = 0.25
+#: seconds between the cheap looks at what announces nothing: the sysctls (a /proc read each), the legacy
+#: filter tables' shape (a getsockopt), the assignment file when its directory cannot be watched (a stat)
+POLL = 0.5
 #: seconds between passes while not ready, or when the firewall cannot be watched (instead of --interval)
 RETRY_INTERVAL = 5.0
 #: seconds between attempts to reconnect to OVSDB (and re-register the monitor) after losing it
@@ -80,6 +82,51 @@ class StateStore:
             pass
 
 
+class DirWatch:
+    """inotify on the directory of the assignment file, as a wake-up: kubelet updates a ConfigMap
+    volume by renaming its ``..data`` symlink, other writers replace or rewrite the file; each is an
+    event in that directory (IN_MODIFY is left out: a log file next to it would wake the agent on every
+    line). The loop then compares the file's identity (inode, mtime, size)."""
+
+    MASK = 0x4 | 0x8 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | 0x800  # ATTRIB CLOSE_WRITE MOVED_* CREATE DELETE*, MOVE_SELF
+    IN_IGNORED = 0x8000  # the watch is gone (directory deleted or unmounted)
+
+    def __init__(self, path: str):
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1")
+        self.dir = os.fsencode(os.path.dirname(os.path.abspath(path)))
+        self.wd: int | None = None
+        self.ensure()
+
+    def ensure(self) -> bool:
+        """(Re)adds the watch; False while the directory does not exist."""
+        if self.wd is None:
+            wd = self._libc.inotify_add_watch(self.fd, self.dir, self.MASK)
+            self.wd = wd if wd >= 0 else None
+        return self.wd is not None
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def drain(self) -> None:
+        while True:
+            try:
+                data = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return
+            off = 0
+            while off + 16 <= len(data):
+                _wd, mask, _cookie, ln = struct.unpack_from("=iIII", data, off)
+                if mask & self.IN_IGNORED:
+                    self.wd = None
+                off += 16 + ln
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 def read_assignment_file(path: str) -> tuple[object | None, str]:
     """Decoded JSON (None when absent or empty) and a digest of the raw content."""
     try:
@@ -118,6 +165,7 @@ class Agent:
         #: sysctl values of the last observation: the loop looks for a change every POLL seconds
         self._sysctls_seen: dict[str, str] = {}
         self._ovsdb_retry = 0.0
+        self._awatch: DirWatch | None = None
 
     # ------------------------------------------------------------------ inputs
     def load_assignment(self) -> None:
@@ -389,6 +437,11 @@ class Agent:
         signal.signal(signal.SIGINT, on_signal)
         signal.set_wakeup_fd(wfd)
         events = EventSocket()
+        try:
+            self._awatch = DirWatch(self.cfg.assignments)
+        except OSError as e:
+            log.warning("cannot watch the assignment file's directory (%s); looking at the file every %ss", e, POLL)
+            self._awatch = None
         log.info("octavia-hostagent running: node=%s assignments=%s ovsdb=%s interval=%ss",
                  self.cfg.node, self.cfg.assignments, self.cfg.ovsdb, self.cfg.interval)
         try:
@@ -414,6 +467,8 @@ class Agent:
                     log.debug("pass: %s", why)
         finally:
             events.close()
+            if self._awatch is not None:
+                self._awatch.close()
             self.close()
         return 0
 
@@ -423,20 +478,26 @@ class Agent:
         deadline = last_pass + interval
         why = self.ovs.pending()  # monitor updates read during the pass (e.g. caused by someone meanwhile)
         next_poll = time.monotonic()
+        aw = self._awatch
         while why is None and not stop["flag"]:
             now = time.monotonic()
             if now >= next_poll:
-                if self._assignment_signature() != seen:
-                    log.info("the assignment file changed: reconciling now")
-                    return "assignment file changed"  # at once: nothing to let settle
+                if not (aw is not None and aw.wd is not None):
+                    if aw is not None:
+                        aw.ensure()  # (re)watch; the look below covers the gap
+                    if self._assignment_signature() != seen:
+                        log.info("the assignment file changed: reconciling now")
+                        return "assignment file changed"  # at once: nothing to let settle
                 why = self._poll(now)
-                next_poll = now + POLL
+                next_poll = now + POLL if self._needs_poll() else deadline
                 if why:
                     break
             left = deadline - now
             if left <= 0:
                 return None
             fds = [events, rfd]
+            if aw is not None and aw.wd is not None:
+                fds.append(aw)
             if self.ovs.connected:
                 fds.append(self.ovs)
             if self.fw.events is not None:
@@ -447,6 +508,11 @@ class Agent:
                     os.read(rfd, 512)
                 except BlockingIOError:
                     pass
+            if aw is not None and aw in r:
+                aw.drain()
+                if self._assignment_signature() != seen:
+                    log.info("the assignment file changed: reconciling now")
+                    return "assignment file changed"
             if events in r:
                 events.drain()
                 why = "netlink event"
@@ -462,6 +528,11 @@ class Agent:
             if self.fw.events is not None:
                 self.fw.events.drain()
         return why
+
+    def _needs_poll(self) -> bool:
+        """Whether anything needs the POLL looks (else the loop sleeps until an event or the deadline)."""
+        return bool(self._sysctls_seen or self.fw.polled or (self.ovs.keep and not self.ovs.connected)
+                    or self._awatch is None or self._awatch.wd is None)
 
     def _poll(self, now: float) -> str | None:
         """The cheap looks at what announces nothing."""

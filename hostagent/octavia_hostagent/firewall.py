@@ -261,6 +261,11 @@ class Firewall:
     def watching(self) -> bool:
         return self.events is not None or self._legacy is not None
 
+    @property
+    def polled(self) -> bool:
+        """Whether changed() needs calling (legacy backend)."""
+        return self._legacy is not None
+
     def changed(self) -> bool:
         """Legacy backend: whether the filter tables' shape differs from the last observation's."""
         return self._legacy is not None and self._legacy.signature() != self._legacy_seen

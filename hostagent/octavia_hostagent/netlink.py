@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import os
 import select
 import socket
 import time
@@ -90,12 +91,18 @@ class NetlinkDriver:
         return links, addrs, routes
 
     def get_sysctl(self, path: str) -> str | None:
-        """``path`` is relative to /proc/sys/net (per network namespace)."""
+        """``path`` is relative to /proc/sys/net (per network namespace). Raw os calls: the agent's loop
+        reads this every POLL seconds, and a text-mode open() costs several times more."""
         try:
-            with open(f"/proc/sys/net/{path}") as f:
-                return f.read().strip()
+            fd = os.open(f"/proc/sys/net/{path}", os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             return None
+        try:
+            return os.read(fd, 256).decode().strip()
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
 
     def set_sysctl(self, path: str, value: str) -> None:
         with open(f"/proc/sys/net/{path}", "w") as f:

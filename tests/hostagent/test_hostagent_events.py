@@ -151,6 +151,18 @@ def test_foreign_nft_rules_elsewhere_do_not_wake_the_agent(ovs_env):
     assert e.agent.status()["updatedEpoch"] == before
 
 
+def test_assignment_change_acted_on_at_once(ovs_env):
+    """The assignment file's directory is watched (inotify; kubelet swaps a symlink, the test renames a
+    file): a new UDP port is open within a couple of seconds, and closed again."""
+    e = ovs_env
+    for before, after in (((HB,), (HB, 5556)), ((HB, 5556), (HB,))):
+        wait_until(lambda: ready_and_plumbed(e, "nft", 0, ovs=e.ovs, udp_ports=before), 30, what="healthy before")
+        t0 = time.time()
+        e.agent.write_assignments(make_assignment(NODE, extra_udp=list(after[1:])))
+        wait_until(lambda: ready_and_plumbed(e, "nft", t0, ovs=e.ovs, udp_ports=after), 3, interval=0.05,
+                   what=f"UDP ports {after} within 3 s")
+
+
 def test_accept_ra_drift_repaired_by_the_poll(ovs_env):
     e = ovs_env
     took, st = repaired(e, lambda: e.node.x("sh", "-c", f"echo 1 > {SYSCTL}"), "nft", ovs=e.ovs)

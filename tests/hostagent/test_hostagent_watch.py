@@ -284,3 +284,56 @@ def test_del_port_waits_for_ovs_vswitchd_to_apply_it(fake):
     assert wait["op"] == "wait" and wait["table"] == "Open_vSwitch"
     assert wait["where"] == [["cur_cfg", ">=", 8]] and wait["until"] == "!=" and wait["rows"] == []
     drv.close()
+
+
+# ------------------------------------------------------------------ the assignment file's directory
+def test_dir_watch_wakes_on_kubelet_symlink_swap_and_on_replace_not_on_appends(tmp_path):
+    from octavia_hostagent.agent import DirWatch
+    d = tmp_path / "cm"
+    (d / "..2026_01").mkdir(parents=True)
+    (d / "..2026_01" / "assignments.json").write_text("{}")
+    (d / "..data").symlink_to("..2026_01")
+    (d / "assignments.json").symlink_to("..data/assignments.json")
+    log = open(d / "agent.log", "a")  # a file written continuously next to it (IN_MODIFY only)
+    w = DirWatch(str(d / "assignments.json"))
+    try:
+        assert w.wd is not None
+        log.write("a line\n")
+        log.flush()
+        assert not select.select([w], [], [], 0.2)[0]
+        # kubelet's atomic writer: new timestamped dir, ..data_tmp symlink renamed over ..data
+        (d / "..2026_02").mkdir()
+        (d / "..2026_02" / "assignments.json").write_text('{"version": 1}')
+        (d / "..data_tmp").symlink_to("..2026_02")
+        (d / "..data_tmp").rename(d / "..data")
+        assert select.select([w], [], [], 2)[0]
+        w.drain()
+        assert not select.select([w], [], [], 0.2)[0]
+        # a plain writer replacing the file (os.replace, as tests and `kubectl cp`-like tools do)
+        (d / "new").write_text("{}")
+        (d / "new").replace(d / "plain.json")
+        assert select.select([w], [], [], 2)[0]
+        w.drain()
+    finally:
+        log.close()
+        w.close()
+
+
+def test_dir_watch_survives_the_directory_disappearing(tmp_path):
+    from octavia_hostagent.agent import DirWatch
+    d = tmp_path / "cm"
+    w = DirWatch(str(d / "assignments.json"))  # directory missing: no watch yet
+    try:
+        assert w.wd is None and not w.ensure()
+        d.mkdir()
+        assert w.ensure() and w.wd is not None
+        d.rmdir()
+        assert select.select([w], [], [], 2)[0]
+        w.drain()
+        assert w.wd is None  # IN_IGNORED: the loop falls back to looking, and re-adds the watch
+        d.mkdir()
+        assert w.ensure()
+        (d / "assignments.json").write_text("{}")
+        assert select.select([w], [], [], 2)[0]
+    finally:
+        w.close()
