@@ -49,8 +49,8 @@ def operator_clouds_yaml() -> bytes:
 
 
 def neutron_sql(sql: str) -> None:
-    subprocess.run(["mariadb", f"--socket={cloud_base() / 'run' / 'mysql.sock'}", "-uroot", "neutron", "-e", sql],
-                   check=True, capture_output=True)
+    subprocess.run(["mariadb", f"--socket={cloud_base() / 'run' / 'mysql.sock'}", "-uroot", "neutron"],
+                   input=sql.encode(), check=True, capture_output=True)
 
 
 @contextlib.contextmanager

@@ -46,7 +46,7 @@ class Steady:
 
 def _log_counts(op) -> tuple[int, int]:
     text = op.logs()
-    return len(re.findall(r"reconciled \(drift timer\)", text)), len(re.findall(r"reconciled \(node or child", text))
+    return len(re.findall(r"reconciled \(drift timer\)", text)), len(re.findall(r"reconciled \((?:node or child|child|node) event", text))
 
 
 def _kube_requests(stage, since: dt.datetime, until: dt.datetime) -> tuple[int, int]:
@@ -60,12 +60,23 @@ def h_time(value: str) -> dt.datetime:
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def steady(stage, nodes: int, timer_runs: int, timeout: float) -> Steady:
-    """The cost of ``timer_runs`` consecutive drift-timer reconciles, per reconcile."""
+def settle(stage, timeout: float) -> None:
+    """Until two drift-timer reconciles in a row with no other reconcile in between or since: converged,
+    nothing left for the controllers or kwok to do. Returns right after a timer run."""
     op = stage.op
-    t0_count, _ = _log_counts(op)
-    # start right after a timer run, so the window holds whole reconciles
-    h.wait(lambda: _log_counts(op)[0] > t0_count, timeout, "a drift-timer reconcile", 0.05)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        c0, e0 = _log_counts(op)
+        h.wait(lambda: _log_counts(op)[0] >= c0 + 2, timeout, "two drift-timer reconciles", 0.05)
+        if _log_counts(op)[1] == e0:
+            return
+    raise RuntimeError(f"not settled in {timeout:.0f} s")
+
+
+def steady(stage, nodes: int, timer_runs: int, timeout: float) -> Steady:
+    """The cost of ``timer_runs`` consecutive drift-timer reconciles, per reconcile, once settled."""
+    op = stage.op
+    settle(stage, 600)
     c0, e0 = _log_counts(op)
     m0 = h.counts(op.metrics())
     since = dt.datetime.now(dt.timezone.utc)
@@ -87,6 +98,7 @@ def churn(stage, seconds: float, pods_per_round: int = 5) -> dict:
     ns = "churn"
     if not stage.cluster.admin.get("v1", "Namespace", ns):
         stage.cluster.add_namespace(ns)
+    settle(stage, 600)
     c0, e0 = _log_counts(op)
     m0 = h.counts(op.metrics())
     t0 = time.monotonic()

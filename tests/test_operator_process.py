@@ -393,3 +393,48 @@ def test_node_heartbeats_of_hundreds_of_nodes_cost_nothing_while_unconverged(kub
         proxied.stop()
         for name in extra:
             admin.delete("v1", "Node", name)
+
+
+def test_the_churn_of_its_own_pods_costs_no_openstack_request(kube_cluster, deployment, kube_nodes, run_operator,
+                                                             os_cloud_config):
+    """Converged, the children's churn (the host agent's and the services' pods deleted and re-made by their
+    controllers, the DaemonSet's and Deployments' status following) causes reconciles that reuse the OpenStack
+    results of the last full reconcile: no OpenStack request at all, and still Ready. A node joining is a
+    full reconcile: its port is made. OpenStack requests are counted by a proxy in front of every API."""
+    from cloud.proxy import ProxiedCloud
+    api, ns, admin = kube_cluster.api, deployment["ns"], kube_cluster.admin
+    proxied = ProxiedCloud(deployment["os"], os_cloud_config["clouds_yaml"], os_cloud_config["cloud"])
+    requests = lambda: sum(len(p.requests) for p in proxied.proxies.values())  # noqa: E731
+    try:
+        api.create(credentials_secret(ns, proxied.clouds_yaml("admin-cloud")))
+        with run_operator(ns) as op:
+            api.create(resource(ns, deployment["spec"]))
+            op.wait_for(lambda: conditions(api.get(REF, "octavia", ns)).get("Ready", {}).get("status") == "True",
+                        timeout=240, message="Ready")
+            last = [requests(), time.monotonic(), op.logs().count("reconciled")]
+
+            def quiet() -> bool:   # no request and no reconcile for some seconds
+                n, r_ = requests(), op.logs().count("reconciled")
+                if (n, r_) != tuple(last[::2]):
+                    last[:] = [n, time.monotonic(), r_]
+                return time.monotonic() - last[1] > 5
+            op.wait_for(quiet, timeout=120, message="the operator goes quiet")
+            before, reconciles = requests(), op.logs().count("reusing the last OpenStack results")
+            pods = [p for p in admin.list("v1", "Pod", ns) if (p["metadata"].get("labels") or {}).get(
+                "app.kubernetes.io/managed-by") == "octavia-operator" or p["metadata"].get("ownerReferences")]
+            assert pods, "no pods of the deployment"
+            for p in pods:
+                admin.delete("v1", "Pod", p["metadata"]["name"], ns)
+            op.wait_for(lambda: op.logs().count("reusing the last OpenStack results") > reconciles, timeout=60,
+                        message="a reconcile caused by the children")
+            op.wait_for(quiet, timeout=180, message="the operator goes quiet after the churn")
+            op.wait_for(lambda: conditions(api.get(REF, "octavia", ns)).get("Ready", {}).get("status") == "True",
+                        timeout=120, message="Ready again")
+            assert requests() == before, f"{requests() - before} OpenStack requests caused by the pods' churn"
+
+            kube_nodes.add("node-2")   # a node event: a full reconcile, which makes its port
+            op.wait_for(lambda: "node-2" in (api.get(REF, "octavia", ns)["status"].get("healthManagerPorts") or {}),
+                        timeout=120, message="the port of the node that joined")
+            assert requests() > before
+    finally:
+        proxied.stop()

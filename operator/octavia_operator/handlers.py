@@ -97,19 +97,37 @@ def apply_merge_patch(doc: dict[str, Any], patch: dict[str, Any]) -> dict[str, A
     return out
 
 
-def reconcile_by_name(namespace: str, name: str, logger: Any = log, why: str = "") -> r.Outcome | None:
+# per resource: what the OpenStack steps of its last full reconcile found (steps.runner.CloudMemo)
+_memos: dict[tuple[str, str], r.CloudMemo] = {}
+
+
+def reconcile_by_name(namespace: str, name: str, logger: Any = log, why: str = "",
+                      follow_children: bool = False) -> r.Outcome | None:
     """THE reconcile path: every trigger (create, update, resume, the drift timer, a node or a child
     event) comes here. Under the resource's lock it reads the live object (so the status it starts
     from is the latest), reconciles, writes the status itself (a merge patch of what differs) and posts
     the Events; nothing is left for kopf to write afterwards, so no stale status can land on a newer
-    one. None when the resource is gone or being deleted."""
+    one. None when the resource is gone or being deleted.
+    ``follow_children``: caused by a child only (a rollout, pods getting ready): the OpenStack steps'
+    results of the last full reconcile are reused while valid, so the churn of the children costs no
+    OpenStack request."""
     k = kube()
     with r.lock_for(namespace, name):
         live = k.get(f"{GROUP}/{VERSION}", "OctaviaDeployment", name, namespace)  # the latest status
         if live is None or live["metadata"].get("deletionTimestamp"):
             return None
         ctx = _context(live, live["metadata"], live.get("spec"), live.get("status"))
+        memo = _memos.get((namespace, name))
+        reused = follow_children and memo is not None and memo.valid_for(ctx, DRIFT_INTERVAL)
+        if reused:
+            memo.apply(ctx)
         outcome = r.reconcile(ctx)
+        if not reused:
+            fresh = r.cloud_memo(ctx)
+            if fresh is None:
+                _memos.pop((namespace, name), None)
+            else:
+                _memos[(namespace, name)] = fresh
         if outcome.status_patch:
             k.merge_patch(f"{GROUP}/{VERSION}", "OctaviaDeployment", name, namespace,
                           {"status": outcome.status_patch}, subresource="status")
@@ -124,7 +142,8 @@ def reconcile_by_name(namespace: str, name: str, logger: Any = log, why: str = "
         metrics.resource_state(namespace, name, apply_merge_patch(ctx.status, outcome.status_patch), selected,
                                ready_nodes)
     ready = next(c for c in outcome.conditions if c.type == "Ready")
-    logger.info("reconciled%s: Ready=%s (%s)", f" ({why})" if why else "", ready.status, ready.reason)
+    logger.info("reconciled%s%s: Ready=%s (%s)", f" ({why})" if why else "",
+                " reusing the last OpenStack results" if reused else "", ready.status, ready.reason)
     return outcome
 
 
@@ -166,6 +185,7 @@ def delete_handler(body: Any, meta: Any, spec: Any, status: Any, patch: Any, log
     from .steps import cloud as cloud_steps
     from .steps import workloads as workload_steps
 
+    _memos.pop((meta["namespace"], meta["name"]), None)
     policy = (spec or {}).get("deletionPolicy", "Retain")
     if policy == "Retain":
         metrics.forget(meta["namespace"], meta["name"])
@@ -221,23 +241,28 @@ def _node_view(nodes: list[dict[str, Any]], spec: dict[str, Any]) -> dict[str, s
 
 DEBOUNCE = float(os.environ.get("OCTAVIA_OPERATOR_DEBOUNCE", "2"))
 _pending: dict[tuple[str, str], threading.Timer] = {}
+_pending_full: set[tuple[str, str]] = set()   # of the pending ones, those a node event asked for
 _running: set[threading.Thread] = set()
 _pending_lock = threading.Lock()
 _stopping = threading.Event()
 
 
-def schedule(namespace: str, name: str) -> None:
-    """Reconcile soon; a burst of events (a rollout, many nodes joining) collapses into one run."""
+def schedule(namespace: str, name: str, follow_children: bool = False) -> None:
+    """Reconcile soon; a burst of events (a rollout, many nodes joining) collapses into one run, which
+    reuses the last OpenStack results only when every event of the burst came from a child."""
     key = (namespace, name)
 
     def run() -> None:
         with _pending_lock:
             _pending.pop(key, None)
+            children_only = key not in _pending_full
+            _pending_full.discard(key)
             if _stopping.is_set():
                 return
             _running.add(threading.current_thread())
         try:
-            reconcile_by_name(namespace, name, why="node or child event")
+            reconcile_by_name(namespace, name, why="child event" if children_only else "node event",
+                              follow_children=children_only)
         except Exception:  # noqa: BLE001 - the drift timer catches up
             log.exception("background reconcile of %s/%s failed", namespace, name)
         finally:
@@ -245,6 +270,8 @@ def schedule(namespace: str, name: str) -> None:
                 _running.discard(threading.current_thread())
 
     with _pending_lock:
+        if not follow_children:
+            _pending_full.add(key)
         if key in _pending or _stopping.is_set():
             return
         t = threading.Timer(DEBOUNCE, run)
@@ -329,7 +356,7 @@ def child_changed(event: Any, meta: Any, deployments: kopf.Index, **_: Any) -> N
     owner = (meta.get("labels") or {}).get("app.kubernetes.io/instance")
     namespace = meta.get("namespace")
     if owner and (namespace, owner) in deployments:
-        schedule(namespace, owner)
+        schedule(namespace, owner, follow_children=True)
 
 
 for _group, _version, _plural in CHILD_RESOURCES:

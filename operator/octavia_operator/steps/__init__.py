@@ -9,16 +9,16 @@ from .core import step_cloud, step_spec
 
 STEPS: list[Step] = [
     Step("spec", "SpecValid", step_spec),
-    Step("cloud", "CloudReachable", step_cloud, depends=("spec",)),
+    Step("cloud", "CloudReachable", step_cloud, depends=("spec",), cloud=True),
     Step("expose", "APIExposed", expose.step_expose, depends=("spec",)),
     # after expose: the public catalog endpoint follows the exposure
-    Step("identity", "IdentityReady", cloud.step_identity, depends=("cloud",), after=("expose",)),
-    Step("image", "AmphoraImageReady", cloud.step_image, depends=("identity",)),
-    Step("flavor", "AmphoraFlavorReady", cloud.step_flavor, depends=("identity",)),
-    Step("keypair", "SSHKeypairReady", cloud.step_keypair, depends=("identity",)),
-    Step("network", "ManagementNetworkReady", cloud.step_network, depends=("identity",)),
-    Step("ports", "HealthManagerPortsReady", cloud.step_ports, depends=("network",)),
-    Step("quotas", "QuotasReady", cloud.step_quotas, depends=("identity",)),
+    Step("identity", "IdentityReady", cloud.step_identity, depends=("cloud",), after=("expose",), cloud=True),
+    Step("image", "AmphoraImageReady", cloud.step_image, depends=("identity",), cloud=True),
+    Step("flavor", "AmphoraFlavorReady", cloud.step_flavor, depends=("identity",), cloud=True),
+    Step("keypair", "SSHKeypairReady", cloud.step_keypair, depends=("identity",), cloud=True),
+    Step("network", "ManagementNetworkReady", cloud.step_network, depends=("identity",), cloud=True),
+    Step("ports", "HealthManagerPortsReady", cloud.step_ports, depends=("network",), cloud=True),
+    Step("quotas", "QuotasReady", cloud.step_quotas, depends=("identity",), cloud=True),
     Step("certificates", "CertificatesReady", workloads.step_certificates, depends=("spec",)),
     Step("database", "DatabaseReady", workloads.step_database, depends=("spec",)),
     Step("messaging", "MessagingReady", workloads.step_messaging, depends=("spec",)),
@@ -32,5 +32,6 @@ STEPS: list[Step] = [
     Step("dbsync", "DatabaseSynced", workloads.step_dbsync, depends=("config", "database", "jobboard")),
     Step("hostagent", "HostAgentReady", workloads.step_hostagent, depends=("config",)),
     Step("services", "ServicesReady", workloads.step_services, depends=("dbsync", "hostagent", "messaging")),
-    Step("rollout", "AmphoraeUpToDate", rollout.step_rollout, depends=("services", "image", "certificates")),
+    Step("rollout", "AmphoraeUpToDate", rollout.step_rollout, depends=("services", "image", "certificates"),
+         cloud=True),
 ]

@@ -97,6 +97,9 @@ class Context:
     # uid, or its predecessor's when it was re-created under deletionPolicy Retain
     owner_id: str | None = None
 
+    # results of OpenStack steps to take as they are instead of running them (see CloudMemo)
+    reuse: dict[str, Result] = field(default_factory=dict)
+    results: dict[str, Result] = field(default_factory=dict)   # every step's, once run_steps is done
     # steps run on several threads: merge_status is how two of them add keys to one status map, once() how
     # they share one read
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -144,6 +147,7 @@ class Step:
     run: Callable[[Context], Result]
     depends: tuple[str, ...] = ()   # must have succeeded (condition True), else this step waits
     after: tuple[str, ...] = ()     # must have run (whatever the outcome): it reads what they hand off
+    cloud: bool = False             # works on OpenStack: a reconcile that follows the children may reuse it
 
 
 # ----------------------------------------------------------------------------------
@@ -207,6 +211,8 @@ def run_steps(ctx: Context, steps: list[Step] | None = None, parallel: int | Non
                     if blocked:
                         results[step.name] = Result(c.UNKNOWN, "Waiting", f"waiting for {', '.join(blocked)}")
                         metrics.step_done(ctx.namespace, ctx.name, step.name, c.UNKNOWN, "Waiting", None)
+                    elif step.name in ctx.reuse:
+                        results[step.name] = ctx.reuse[step.name]
                     elif workers == 1:
                         results[step.name] = _run_one(ctx, step)
                     else:
@@ -218,8 +224,57 @@ def run_steps(ctx: Context, steps: list[Step] | None = None, parallel: int | Non
             finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
             for fut in finished:
                 results[running.pop(fut).name] = fut.result()
+    ctx.results = results
     return [c.Cond(s.condition, results[s.name].status, results[s.name].reason, results[s.name].message)
             for s in steps]
+
+
+# ----------------------------------------------------------------------------------
+# reconciles that follow the children without asking OpenStack again
+# ----------------------------------------------------------------------------------
+
+# what the OpenStack steps hand to the others
+CLOUD_HANDOFF = ("cloud", "cloud_info", "desired", "identity", "image", "network", "ports", "service_password")
+IGNORED_ANNOTATIONS = ("kopf.zalando.org/",)
+
+
+@dataclass(frozen=True)
+class CloudMemo:
+    """What the OpenStack steps of a full reconcile found, all of them successful. A reconcile caused by a
+    child (a Deployment rolling, a DaemonSet's pods getting ready) reuses it instead of reading OpenStack
+    again, while the resource's generation and annotations are the same and the memo is younger than the
+    drift timer's interval; node changes, spec changes, the drift timer and retries reconcile in full."""
+
+    uid: str
+    generation: int | None
+    annotations: tuple[tuple[str, str], ...]
+    at: float
+    results: dict[str, Result]
+    handoff: dict[str, Any]
+
+    def valid_for(self, ctx: Context, max_age: float) -> bool:
+        return (self.uid == ctx.uid and self.generation == ctx.generation
+                and self.annotations == _relevant(ctx.annotations) and time.monotonic() - self.at < max_age)
+
+    def apply(self, ctx: Context) -> None:
+        ctx.reuse = dict(self.results)
+        for name, value in self.handoff.items():
+            setattr(ctx.out, name, value)
+
+
+def _relevant(annotations: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, v) for k, v in annotations.items() if not k.startswith(IGNORED_ANNOTATIONS)))
+
+
+def cloud_memo(ctx: Context, steps: list[Step] | None = None) -> CloudMemo | None:
+    """The memo of a full reconcile just run; None when one of its OpenStack steps did not succeed."""
+    if steps is None:
+        from . import STEPS as steps
+    cloud = [s.name for s in steps if s.cloud]
+    if ctx.reuse or any(ctx.results.get(n) is None or ctx.results[n].status != c.TRUE for n in cloud):
+        return None
+    return CloudMemo(ctx.uid, ctx.generation, _relevant(ctx.annotations), time.monotonic(),
+                     {n: ctx.results[n] for n in cloud}, {f: getattr(ctx.out, f) for f in CLOUD_HANDOFF})
 
 
 def reconcile(ctx: Context, steps: list[Step] | None = None) -> Outcome:
