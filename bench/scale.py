@@ -102,7 +102,7 @@ def churn(stage, seconds: float, pods_per_round: int = 5) -> dict:
     c0, e0 = _log_counts(op)
     m0 = h.counts(op.metrics())
     t0 = time.monotonic()
-    made = deleted = 0
+    made = deleted = own_deleted = 0
     i = 0
     while time.monotonic() - t0 < seconds:
         for j in range(pods_per_round):
@@ -114,11 +114,17 @@ def churn(stage, seconds: float, pods_per_round: int = 5) -> dict:
         for j in range(pods_per_round):
             stage.cluster.admin.delete("v1", "Pod", f"churn-{i}-{j}", ns)
             deleted += 1
+        # and one of the deployment's own pods (a host agent's), which its DaemonSet makes again
+        own = [x for x in stage.cluster.admin.list("v1", "Pod", stage.ns, labels="app.kubernetes.io/component=hostagent")
+               if not x["metadata"].get("deletionTimestamp")]
+        if own:
+            stage.cluster.admin.delete("v1", "Pod", own[i % len(own)]["metadata"]["name"], stage.ns)
+            own_deleted += 1
         i += 1
         time.sleep(1)
     m1 = h.counts(op.metrics())
     c1, e1 = _log_counts(op)
-    return {"seconds": time.monotonic() - t0, "pods": made + deleted, "timer_runs": c1 - c0,
+    return {"seconds": time.monotonic() - t0, "pods": made + deleted, "own": own_deleted, "timer_runs": c1 - c0,
             "event_reconciles": e1 - e0, "os_requests": m1["requests"] - m0["requests"],
             "os_writes": m1["writes"] - m0["writes"]}
 
@@ -245,13 +251,13 @@ def main() -> None:
         print(f"| {s.nodes} | {s.timer_runs} | {s.os_requests:g} | {s.os_writes:g} | {s.kube_requests:g} | "
               f"{s.kube_writes:g} | {s.other_reconciles} |")
     print()
-    print("| nodes | window | pods created + deleted | reconciles caused (not the timer's) | OpenStack requests "
-          "(timer runs subtracted) |")
-    print("|---|---|---|---|---|")
+    print("| nodes | window | other pods created + deleted | own host-agent pods deleted (re-made) | reconciles "
+          "caused (not the timer's) | OpenStack requests (timer runs subtracted) |")
+    print("|---|---|---|---|---|---|")
     per = {s.nodes: s.os_requests for s in steady_rows}
     for nodes, c in sorted(churn_rows):
         extra = c["os_requests"] - per[nodes] * c["timer_runs"]
-        print(f"| {nodes} | {c['seconds']:.0f} s ({c['timer_runs']} timer runs) | {c['pods']} | "
+        print(f"| {nodes} | {c['seconds']:.0f} s ({c['timer_runs']} timer runs) | {c['pods']} | {c['own']} | "
               f"{c['event_reconciles']} | {extra:g} |")
     print()
     print("| measure | value |")
