@@ -538,7 +538,8 @@ def report(args, cold, written, fault_rows, idle) -> str:
                f"| {verdict(pct < TARGET_IDLE_PCT)} | {idle['own'] + idle['kids']:.2f} CPU-s: agent "
                f"{idle['own']:.2f} s (utime+stime) + reaped children {idle['kids']:.2f} s (cutime+cstime: "
                f"iptables-save); {idle['passes']} periodic passes"
-               + (f", {1000 * (idle['own'] + idle['kids']) / idle['passes']:.0f} ms CPU each" if idle["passes"] else "")
+               + (f", {1000 * (idle['own'] + idle['kids']) / idle['passes']:.0f} ms CPU per pass, the looks between "
+                  "passes included" if idle["passes"] else "")
                + " |")
     return "\n".join(out)
 

@@ -53,7 +53,7 @@ GEN = nfmsg(NEWGEN, 0, a1=b"\0\0\0\2", a3="iptables-nft")
     nfmsg(DELTABLE, IP, a1="filter") + GEN,             # nft flush ruleset / delete table ip filter
     nfmsg(NEWTABLE, IP6, a1="filter") + GEN,            # table flags (dormant) changed
     rule(DELRULE, IP, "filter", "OUTPUT") + rule(DELRULE, IP, "filter", FW_CHAIN) + GEN,  # 2nd of a batch
-    struct.pack("=IHHII", 40, (NFNL_SUBSYS_NFTABLES << 8) | DELRULE, 0, 1, 0) + b"\2\0\0\0",  # truncated
+    rule(DELRULE, IP, "filter", "OUTPUT")[:-6],  # truncated: unparseable, so relevant
 ], ids=["chain-rule", "input-rule-v6", "input-insert", "chain-deleted", "table-deleted", "table-changed",
         "in-batch", "truncated"])
 def test_nft_notifications_about_our_rules_wake_the_agent(data):
@@ -67,7 +67,8 @@ def test_nft_notifications_about_our_rules_wake_the_agent(data):
     rule(DELRULE, IP, "nat", "INPUT") + GEN,             # another table
     rule(DELRULE, INET, "filter", "INPUT") + GEN,        # a native nft inet table (not iptables-save's)
     nfmsg(DELTABLE, IP, a1="mangle") + GEN,
-], ids=["gen-only", "kube-rule", "kube-chain", "nat-table", "inet-family", "other-table"])
+    b"".join(rule(NEWRULE, IP, "nat", f"KUBE-SEP-{i:05d}") for i in range(50)) + GEN,  # no "filter": not parsed
+], ids=["gen-only", "kube-rule", "kube-chain", "nat-table", "inet-family", "other-table", "nat-burst"])
 def test_nft_notifications_about_other_rules_do_not(data):
     assert nft_relevant(data) is False
 
