@@ -122,12 +122,11 @@ def reconcile_by_name(namespace: str, name: str, logger: Any = log, why: str = "
         if reused:
             memo.apply(ctx)
         outcome = r.reconcile(ctx)
-        if not reused:
-            fresh = r.cloud_memo(ctx)
-            if fresh is None:
-                _memos.pop((namespace, name), None)
-            else:
-                _memos[(namespace, name)] = fresh
+        fresh = r.cloud_memo(ctx, memo if reused else None)
+        if fresh is None:
+            _memos.pop((namespace, name), None)
+        else:
+            _memos[(namespace, name)] = fresh
         if outcome.status_patch:
             k.merge_patch(f"{GROUP}/{VERSION}", "OctaviaDeployment", name, namespace,
                           {"status": outcome.status_patch}, subresource="status")

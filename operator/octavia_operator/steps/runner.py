@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from .. import conditions as c
@@ -266,15 +266,22 @@ def _relevant(annotations: dict[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k, v) for k, v in annotations.items() if not k.startswith(IGNORED_ANNOTATIONS)))
 
 
-def cloud_memo(ctx: Context, steps: list[Step] | None = None) -> CloudMemo | None:
-    """The memo of a full reconcile just run; None when one of its OpenStack steps did not succeed."""
+def cloud_memo(ctx: Context, previous: CloudMemo | None = None,
+               steps: list[Step] | None = None) -> CloudMemo | None:
+    """The memo to keep after a reconcile: the successful results of its OpenStack steps. After a full
+    reconcile: a new memo, or None when one of them failed (what follows must ask OpenStack again); a step
+    that waited for a Kubernetes one (the rollout for the services) is simply left out. After a reconcile
+    that reused ``previous``: the previous memo plus the OpenStack steps it had to run and that succeeded."""
     if steps is None:
         from . import STEPS as steps
     cloud = [s.name for s in steps if s.cloud]
-    if ctx.reuse or any(ctx.results.get(n) is None or ctx.results[n].status != c.TRUE for n in cloud):
+    ok = {n: ctx.results[n] for n in cloud if n in ctx.results and ctx.results[n].status == c.TRUE}
+    if previous is not None and ctx.reuse:
+        return replace(previous, results={**previous.results, **ok})
+    if any(n in ctx.results and ctx.results[n].status == c.FALSE for n in cloud) or not ok:
         return None
-    return CloudMemo(ctx.uid, ctx.generation, _relevant(ctx.annotations), time.monotonic(),
-                     {n: ctx.results[n] for n in cloud}, {f: getattr(ctx.out, f) for f in CLOUD_HANDOFF})
+    return CloudMemo(ctx.uid, ctx.generation, _relevant(ctx.annotations), time.monotonic(), ok,
+                     {f: getattr(ctx.out, f) for f in CLOUD_HANDOFF})
 
 
 def reconcile(ctx: Context, steps: list[Step] | None = None) -> Outcome:
