@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any
+from typing import Any, Callable
 
 import kopf
 
@@ -102,7 +102,7 @@ _memos: dict[tuple[str, str], r.CloudMemo] = {}
 
 
 def reconcile_by_name(namespace: str, name: str, logger: Any = log, why: str = "",
-                      follow_children: bool = False) -> r.Outcome | None:
+                      follow_children: bool | Callable[[], bool] = False) -> r.Outcome | None:
     """THE reconcile path: every trigger (create, update, resume, the drift timer, a node or a child
     event) comes here. Under the resource's lock it reads the live object (so the status it starts
     from is the latest), reconciles, writes the status itself (a merge patch of what differs) and posts
@@ -110,9 +110,12 @@ def reconcile_by_name(namespace: str, name: str, logger: Any = log, why: str = "
     one. None when the resource is gone or being deleted.
     ``follow_children``: caused by a child only (a rollout, pods getting ready): the OpenStack steps'
     results of the last full reconcile are reused while valid, so the churn of the children costs no
-    OpenStack request."""
+    OpenStack request (a callable: asked once the lock is held, whether only children caused the run)."""
     k = kube()
     with r.lock_for(namespace, name):
+        if callable(follow_children):
+            follow_children = follow_children()
+            why = why or ("child event" if follow_children else "node event")
         live = k.get(f"{GROUP}/{VERSION}", "OctaviaDeployment", name, namespace)  # the latest status
         if live is None or live["metadata"].get("deletionTimestamp"):
             return None
@@ -238,9 +241,17 @@ def _node_view(nodes: list[dict[str, Any]], spec: dict[str, Any]) -> dict[str, s
     return {node: p.host_id for node, p in cb.ports(cb.select_nodes(nodes, selector), annotation).items()}
 
 
+def _few(names: Any, limit: int = 5) -> str:
+    """Some names for a log line (hundreds of nodes would make each line as long as the cluster)."""
+    names = sorted(names)
+    shown = ", ".join(names[:limit]) or "none"
+    return f"{shown} and {len(names) - limit} more" if len(names) > limit else shown
+
+
 DEBOUNCE = float(os.environ.get("OCTAVIA_OPERATOR_DEBOUNCE", "2"))
 _pending: dict[tuple[str, str], threading.Timer] = {}
 _pending_full: set[tuple[str, str]] = set()   # of the pending ones, those a node event asked for
+_waiting: set[tuple[str, str]] = set()        # a run started and waits for the resource's lock
 _running: set[threading.Thread] = set()
 _pending_lock = threading.Lock()
 _stopping = threading.Event()
@@ -251,27 +262,38 @@ def schedule(namespace: str, name: str, follow_children: bool = False) -> None:
     reuses the last OpenStack results only when every event of the burst came from a child."""
     key = (namespace, name)
 
+    decided = threading.Event()
+
+    def decide() -> bool:
+        """Under the resource's lock: from now on, new events schedule another run. Children only?"""
+        with _pending_lock:
+            decided.set()
+            _waiting.discard(key)
+            children_only = key not in _pending_full
+            _pending_full.discard(key)
+            return children_only
+
     def run() -> None:
         with _pending_lock:
             _pending.pop(key, None)
-            children_only = key not in _pending_full
-            _pending_full.discard(key)
             if _stopping.is_set():
                 return
+            _waiting.add(key)   # events until it has the lock are served by this run
             _running.add(threading.current_thread())
         try:
-            reconcile_by_name(namespace, name, why="child event" if children_only else "node event",
-                              follow_children=children_only)
+            reconcile_by_name(namespace, name, follow_children=decide)
         except Exception:  # noqa: BLE001 - the drift timer catches up
             log.exception("background reconcile of %s/%s failed", namespace, name)
         finally:
             with _pending_lock:
                 _running.discard(threading.current_thread())
+                if not decided.is_set():   # failed before taking the lock: the next event starts a run
+                    _waiting.discard(key)
 
     with _pending_lock:
         if not follow_children:
             _pending_full.add(key)
-        if key in _pending or _stopping.is_set():
+        if key in _pending or key in _waiting or _stopping.is_set():
             return
         t = threading.Timer(DEBOUNCE, run)
         t.daemon = True
@@ -336,8 +358,9 @@ def node_changed(event: Any, name: Any, labels: Any, annotations: Any, deploymen
             have = {node: p.get("hostId") for node, p in (status.get("healthManagerPorts") or {}).items()}
             # also when a node's o-hm0 label disagrees with what the deployment last saw
             if want != have:
-                logger.info("nodes changed for %s/%s: ports wanted on %s, present on %s", namespace, dname,
-                            sorted(want), sorted(have))
+                logger.info("nodes changed for %s/%s: ports wanted on %d nodes, present on %d; to add: %s; to "
+                            "remove: %s", namespace, dname, len(want), len(have),
+                            _few(n for n in want if have.get(n) != want[n]), _few(n for n in have if n not in want))
                 schedule(namespace, dname)
 
 
