@@ -25,7 +25,8 @@ warnings.simplefilter("ignore")
 REF = "octaviadeployments.octavia-operator.dev"
 # the operator's defaults, over the shortened timings tests/kube/plugin.py gives a test's operator
 PRODUCTION = {"OCTAVIA_OPERATOR_RETRY_DELAY": "15", "OCTAVIA_OPERATOR_RETRY_MAX": "300",
-              "OCTAVIA_OPERATOR_DEBOUNCE": "2", "OCTAVIA_OPERATOR_JOB_RETRY_DELAY": "60"}
+              "OCTAVIA_OPERATOR_DEBOUNCE": "2", "OCTAVIA_OPERATOR_JOB_RETRY_DELAY": "60",
+              "MALLOC_ARENA_MAX": "2"}   # as the operator's image (Dockerfile) sets it
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
 
