@@ -79,3 +79,21 @@ def test_events_while_a_run_waits_for_the_lock_are_served_by_it(runs):
     handlers.schedule("ns", "c", follow_children=True)   # after it decided, an event starts a new run
     settle(out, 2)
     assert out == [False, True]
+
+
+def test_the_memo_ignores_kopfs_annotations_but_not_a_rotation_request():
+    """kopf rewrites its progress and last-handled-configuration annotations (under the operator's prefix) as it
+    handles the resource: the OpenStack results stay valid. A one-shot request annotation invalidates them."""
+    from octavia_operator.steps import runner as r
+    ctx = r.Context(name="o", namespace="ns", uid="u", generation=3, raw_spec={}, status={},
+                    annotations={"octavia-operator.dev/last-handled-configuration": "{}"})
+    memo = r.CloudMemo("u", 3, r._relevant(ctx.annotations), time.monotonic(), {}, {})
+    ctx.annotations = {"octavia-operator.dev/reconcile_handler": '{"started": "now"}'}
+    assert memo.valid_for(ctx, 300)
+    ctx.annotations = {"octavia-operator.dev/rotate-service-password": "2026-12-02"}
+    assert not memo.valid_for(ctx, 300)
+    ctx.annotations = {}
+    ctx.generation = 4
+    assert not memo.valid_for(ctx, 300)
+    ctx.generation = 3
+    assert not memo.valid_for(ctx, 0)

@@ -235,7 +235,6 @@ def run_steps(ctx: Context, steps: list[Step] | None = None, parallel: int | Non
 
 # what the OpenStack steps hand to the others
 CLOUD_HANDOFF = ("cloud", "cloud_info", "desired", "identity", "image", "network", "ports", "service_password")
-IGNORED_ANNOTATIONS = ("kopf.zalando.org/",)
 
 
 @dataclass(frozen=True)
@@ -243,7 +242,8 @@ class CloudMemo:
     """What the OpenStack steps of a full reconcile found, all of them successful. A reconcile caused by a
     child (a Deployment rolling, a DaemonSet's pods getting ready) reuses it instead of reading OpenStack
     again, while the resource's generation and annotations are the same and the memo is younger than the
-    drift timer's interval; node changes, spec changes, the drift timer and retries reconcile in full."""
+    drift timer's interval (kopf's own annotations, which change as it handles the resource, do not count);
+    node changes, spec changes, the drift timer and retries reconcile in full."""
 
     uid: str
     generation: int | None
@@ -263,7 +263,13 @@ class CloudMemo:
 
 
 def _relevant(annotations: dict[str, str]) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((k, v) for k, v in annotations.items() if not k.startswith(IGNORED_ANNOTATIONS)))
+    """The annotations a reconcile acts upon (one-shot requests: rotations, an amphora rollout); not the others,
+    which kopf rewrites as it handles the resource (its progress and last-handled configuration)."""
+    from .cloud import ROTATE_PASSWORD_ANNOTATION
+    from .rollout import ROLLOUT_ANNOTATION
+    from .workloads import CERT_ROTATIONS
+    requests = {ROTATE_PASSWORD_ANNOTATION, ROLLOUT_ANNOTATION, *CERT_ROTATIONS.values()}
+    return tuple(sorted((k, v) for k, v in annotations.items() if k in requests))
 
 
 def cloud_memo(ctx: Context, previous: CloudMemo | None = None,
