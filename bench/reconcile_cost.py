@@ -148,9 +148,9 @@ def measure(node_counts: list[int], rounds: int = 3, log=print) -> list[tuple[st
 
 
 def baseline_counts(rows: list[tuple[str, Cost]]) -> dict[str, dict[str, int]]:
-    """What the regression check compares: the writes of the first reconcile (its reads depend on timing: how
-    often the image's status is polled, whether a volume claim is bound yet) and every count of the converged
-    ones (all rounds of one node count must agree: they are deterministic)."""
+    """What the regression check compares: the writes of the first reconcile (its reads varied by a few between
+    runs, probably with timing; not traced) and every count of the converged ones (all rounds of one node count
+    must agree: they are deterministic)."""
     first = next(c for label, c in rows if label == "first").counts()
     out = {"first reconcile": {k: v for k, v in first.items() if k.endswith("_writes")}}
     for label, cost in rows:
