@@ -7,6 +7,10 @@ from .runner import Step
 from . import cloud, expose, rollout, workloads
 from .core import step_cloud, step_spec
 
+# the annotations a reconcile acts upon: one-shot requests (rotations, an amphora rollout)
+REQUEST_ANNOTATIONS = frozenset({cloud.ROTATE_PASSWORD_ANNOTATION, rollout.ROLLOUT_ANNOTATION,
+                                 *workloads.CERT_ROTATIONS.values()})
+
 STEPS: list[Step] = [
     Step("spec", "SpecValid", step_spec),
     Step("cloud", "CloudReachable", step_cloud, depends=("spec",), cloud=True),

@@ -164,8 +164,8 @@ class Outcome:
 
 # Steps whose dependencies are met run at the same time (image, flavor, key pair, network and quotas after
 # identity; certificates and the embedded servers from the start), each on its own thread: most of a step is
-# waiting for an API. Steps share the Context; what they write to it is one Handoff field each, and
-# status.openstack goes through record() under a lock.
+# waiting for an API. Steps share the Context; what they write to it is one Handoff field each, and the status
+# maps two steps add to go through Context.merge_status.
 PARALLEL_STEPS = int(os.environ.get("OCTAVIA_OPERATOR_PARALLEL_STEPS", "6"))
 
 
@@ -239,7 +239,7 @@ CLOUD_HANDOFF = ("cloud", "cloud_info", "desired", "identity", "image", "network
 
 @dataclass(frozen=True)
 class CloudMemo:
-    """What the OpenStack steps of a full reconcile found, all of them successful. A reconcile caused by a
+    """What the OpenStack steps of a full reconcile found (those that succeeded). A reconcile caused by a
     child (a Deployment rolling, a DaemonSet's pods getting ready) reuses it instead of reading OpenStack
     again, while the resource's generation and annotations are the same and the memo is younger than the
     drift timer's interval (kopf's own annotations, which change as it handles the resource, do not count);
@@ -263,13 +263,10 @@ class CloudMemo:
 
 
 def _relevant(annotations: dict[str, str]) -> tuple[tuple[str, str], ...]:
-    """The annotations a reconcile acts upon (one-shot requests: rotations, an amphora rollout); not the others,
-    which kopf rewrites as it handles the resource (its progress and last-handled configuration)."""
-    from .cloud import ROTATE_PASSWORD_ANNOTATION
-    from .rollout import ROLLOUT_ANNOTATION
-    from .workloads import CERT_ROTATIONS
-    requests = {ROTATE_PASSWORD_ANNOTATION, ROLLOUT_ANNOTATION, *CERT_ROTATIONS.values()}
-    return tuple(sorted((k, v) for k, v in annotations.items() if k in requests))
+    """The annotations a reconcile acts upon (steps.REQUEST_ANNOTATIONS); not the others, which kopf rewrites
+    as it handles the resource (its progress and last-handled configuration)."""
+    from . import REQUEST_ANNOTATIONS
+    return tuple(sorted((k, v) for k, v in annotations.items() if k in REQUEST_ANNOTATIONS))
 
 
 def cloud_memo(ctx: Context, previous: CloudMemo | None = None,

@@ -495,20 +495,19 @@ def _pool_guard(fn: Callable[[], Any], subnet: Any) -> Callable[[], Any]:
 PARALLEL_DELETES = 8
 
 
-def _each_in_parallel(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
-    """fn(item) for every item, up to PARALLEL_DELETES at a time; the items done, in order. The first error
-    is raised once every call has finished (what succeeded stays done: a rerun finds it gone)."""
+def _each_in_parallel(fn: Callable[[Any], Any], items: list[Any]) -> None:
+    """fn(item) for every item, up to PARALLEL_DELETES at a time. The first error is raised once every call
+    has finished (what succeeded stays done: a rerun finds it gone)."""
     import concurrent.futures
     if len(items) <= 1:
         for item in items:
             fn(item)
-        return list(items)
+        return
     with concurrent.futures.ThreadPoolExecutor(min(PARALLEL_DELETES, len(items))) as pool:
         futures = [pool.submit(fn, item) for item in items]
         concurrent.futures.wait(futures)
     for f in futures:
         f.result()
-    return list(items)
 
 
 def _port_ip(port: Any, subnet_id: str) -> str | None:
@@ -606,8 +605,9 @@ def ensure_ports(conn: Any, desired: Mapping[str, PortDesired], uid: str, *, pro
 
     gone = [p for p in existing if p.name not in wanted_names and owned_by(p, uid)]
     # Neutron has no bulk delete: the ports of nodes that left go a few at a time
-    for p in _each_in_parallel(lambda p: call(f"deleting port {_label(p)}", conn.network.delete_port, p,
-                                              ignore_missing=True), gone):
+    _each_in_parallel(lambda p: call(f"deleting port {_label(p)}", conn.network.delete_port, p,
+                                     ignore_missing=True), gone)
+    for p in gone:
         result.deleted.append(_label(p))
         result.changes.append(f"deleted health-manager port {_label(p)} (its node is no longer selected)")
 
