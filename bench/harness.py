@@ -144,7 +144,7 @@ def wait(predicate: Callable[[], Any], timeout: float, what: str, interval: floa
 
 
 def spec(sfx: str, image_url: str, cidr: str, **overrides: Any) -> dict:
-    """tests/octd_helpers.spec_for, with a management subnet big enough for ``hosts`` ports when wide=True."""
+    """tests/octd_helpers.spec_for, with ``overrides`` merged into its top-level sections."""
     from octd_helpers import spec_for
     s = spec_for(sfx, image_url, cidr)
     for k, v in overrides.items():
@@ -233,38 +233,44 @@ def conditions_of(obj: dict | None) -> dict[str, str]:
 
 
 def _metrics_up(op: Any) -> bool:
+    if not op.alive:
+        raise RuntimeError(f"the operator exited with {op.popen.returncode}:\n{op.tail()}")
     try:
         op.metrics()
         return True
-    except Exception:  # noqa: BLE001
-        op.check() if hasattr(op, "check") else None
+    except OSError:
         return False
 
 
 def cleanup_cloud(conn: Any, marker: str) -> None:
     """Delete what a run with names containing ``marker`` left behind (after a failure)."""
-    for net in conn.network.networks():
-        if marker in (net.name or ""):
-            for p in conn.network.ports(network_id=net.id):
-                conn.network.delete_port(p)
-            conn.network.delete_network(net)
-    for sg in conn.network.security_groups():
-        if marker in (sg.name or ""):
-            conn.network.delete_security_group(sg)
-    for u in conn.identity.users():
-        if marker in (u.name or ""):
-            conn.identity.delete_user(u)
-    for svc in conn.identity.services():
-        if marker in (svc.name or ""):
-            for ep in conn.identity.endpoints(service_id=svc.id):
-                conn.identity.delete_endpoint(ep)
-            conn.identity.delete_service(svc)
-    for i in conn.image.images():
-        if marker in (i.name or ""):
-            conn.image.delete_image(i)
-    for f in conn.compute.flavors(is_public=None):
-        if marker in (f.name or ""):
-            conn.compute.delete_flavor(f)
-    for k in conn.compute.keypairs():
-        if marker in (k.name or ""):
-            conn.compute.delete_keypair(k)
+    def named(items: Any) -> list[Any]:
+        return [x for x in items if marker in (x.name or "")]
+    for net in named(conn.network.networks()):
+        for p in conn.network.ports(network_id=net.id):
+            conn.network.delete_port(p)
+        conn.network.delete_network(net)
+    for svc in named(conn.identity.services()):
+        for ep in conn.identity.endpoints(service_id=svc.id):
+            conn.identity.delete_endpoint(ep)
+        conn.identity.delete_service(svc)
+    for lister, deleter in ((conn.network.security_groups, conn.network.delete_security_group),
+                            (conn.identity.users, conn.identity.delete_user),
+                            (conn.image.images, conn.image.delete_image),
+                            (lambda: conn.compute.flavors(is_public=None), conn.compute.delete_flavor),
+                            (conn.compute.keypairs, conn.compute.delete_keypair)):
+        for x in named(lister()):
+            deleter(x)
+
+
+@contextlib.contextmanager
+def staged(conn: Any, marker: str) -> Iterator[Stage]:
+    """A started Stage; afterwards it is stopped and what names ``marker`` in the cloud is deleted."""
+    stage = Stage().start()
+    try:
+        yield stage
+    finally:
+        try:
+            stage.stop()
+        finally:
+            cleanup_cloud(conn, marker)

@@ -56,10 +56,9 @@ def main() -> None:
     args = ap.parse_args()
     from octd_helpers import random_cidr, serve_image
     conn = h.admin_connection()
-    stage = h.Stage().start()
     sfx = uuid.uuid4().hex[:8]
     rows: list[tuple[str, dict[str, int]]] = []
-    try:
+    with h.staged(conn, sfx) as stage:
         for n in ("node-0", "node-1", "node-2"):
             stage.cluster.add_node(n)
         with serve_image() as url:
@@ -94,11 +93,6 @@ def main() -> None:
                 step("a node joins (one more health manager in octavia.conf)",
                      lambda: stage.cluster.add_node("node-3"))
             stage.delete_deployment()
-    finally:
-        try:
-            stage.stop()
-        finally:
-            h.cleanup_cloud(conn, sfx)
     names = sorted({k for _, r in rows for k in r})
     print("| action | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))

@@ -157,14 +157,13 @@ def main() -> None:
 
     from octd_helpers import serve_image
     conn = h.admin_connection()
-    stage = h.Stage().start()
     base = ["node-0", "node-1", "node-2"]   # the loopback cloud's own fake agents
     join = h.node_names("scale", args.join)
     sfx = uuid.uuid4().hex[:8]
     steady_rows: list[Steady] = []
     churn_rows: list[tuple[int, dict]] = []
     scale_rows: list[tuple[str, str]] = []
-    try:
+    with h.staged(conn, sfx) as stage:
         for n in base:
             stage.cluster.add_node(n)
         with serve_image() as url, h.fake_agents(join), h.port_quota(conn):
@@ -237,11 +236,6 @@ def main() -> None:
             steady_rows.append(steady(stage, len(rest), args.timer_runs, args.drift * 2))
             churn_rows.append((len(rest), churn(stage, args.churn)))
             stage.delete_deployment()
-    finally:
-        try:
-            stage.stop()
-        finally:
-            h.cleanup_cloud(conn, sfx)
 
     print()
     print("| nodes | drift-timer reconciles measured | OpenStack requests / reconcile | OpenStack writes | "
