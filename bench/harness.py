@@ -186,7 +186,9 @@ class Stage:
     def start_operator(self, env: dict[str, str] | None = None) -> Any:
         """The operator with its production timings (not the tests' shortened ones), plus ``env``."""
         from kube.plugin import start_operator
-        self.op = start_operator(self.identity, self.workdir / "operator.log", namespace=self.ns,
+        # the chart's arguments (its default log level, info): --verbose would log every HTTP body
+        self.op = start_operator(self.identity, self.workdir / "operator.log",
+                                 argv=["run", "--namespace", self.ns, "--standalone"],
                                  env={**PRODUCTION, **(env or {})})
         wait(lambda: _metrics_up(self.op), 60, "the operator's /metrics")
         return self.op

@@ -112,8 +112,8 @@ class Env:
         ctx = self.context()
         out = r.reconcile(ctx)
         if out.status_patch:
-            self.kube.merge_patch(API, "OctaviaDeployment", self.name, self.ns, {"status": out.status_patch},
-                                  subresource="status")
+            self.kube.patch_status(API, "OctaviaDeployment", self.name, self.ns, ctx.uid, ctx.status,
+                                   out.status_patch)
         return out, ctx
 
     def reconcile_until(self, done: Any, rounds: int = 4, pause: float = 0.0) -> list:

@@ -24,8 +24,9 @@ pytestmark = [pytest.mark.openstack, pytest.mark.kube]
 def test_creates_every_resource_then_a_second_reconcile_writes_nothing(env):
     conds = env.converge()
     ctx = env.context()
-    for t in ("SpecValid", "CloudReachable", "IdentityReady", "AmphoraImageReady", "AmphoraFlavorReady",
-              "SSHKeypairReady", "ManagementNetworkReady", "HealthManagerPortsReady", "QuotasReady", "Ready"):
+    for t in ("SpecValid", "CloudReachable", "ServiceProjectReady", "IdentityReady", "AmphoraImageReady",
+              "AmphoraFlavorReady", "SSHKeypairReady", "ManagementNetworkReady", "HealthManagerPortsReady",
+              "QuotasReady", "Ready"):
         assert conds[t]["status"] == "True", (t, conds[t])
     ids = env.ids()
     os_ = env.os
@@ -206,8 +207,10 @@ def test_takes_over_a_running_octavia_without_breaking_it(env, os_cloud_config):
     env.kube_api.patch(REF, "octavia", {"spec": spec}, env.ns)
     with WriteCounter(os_) as w:
         env.reconcile()
-    cond = env.conditions()["IdentityReady"]
+    # checked with the other inputs of the identity, before the project is made or anything else runs
+    cond = env.conditions()["ServiceProjectReady"]
     assert (cond["status"], cond["reason"]) == ("False", "ServiceUserPasswordUnknown"), cond
+    assert env.conditions()["IdentityReady"]["reason"] == "Waiting"
     assert w.writes == []
     assert running_api_answers()
 

@@ -61,12 +61,14 @@ def test_steps_report_one_condition_each_plus_ready(probe_ok):
 def test_steps_wait_for_their_dependencies_and_ready_names_the_first_failure():
     def unreachable(ctx):
         raise errors.TransientError("CloudUnreachable", "cannot reach the cloud")
-    subset = [s for s in STEPS if s.name in ("spec", "cloud", "identity", "image", "network", "ports")]
+    subset = [s for s in STEPS if s.name in ("spec", "cloud", "project", "identity", "image", "network", "ports")]
     out = r.reconcile(make_ctx(cloud=unreachable), subset)
     conds = by_type(out)
-    for t in ("IdentityReady", "AmphoraImageReady", "ManagementNetworkReady", "HealthManagerPortsReady"):
+    for t in ("ServiceProjectReady", "IdentityReady", "AmphoraImageReady", "ManagementNetworkReady",
+              "HealthManagerPortsReady"):
         assert conds[t].status == c.UNKNOWN and conds[t].reason == "Waiting", conds[t]
-    assert "waiting for cloud" in conds["IdentityReady"].message
+    assert "waiting for cloud" in conds["ServiceProjectReady"].message
+    assert "waiting for project" in conds["IdentityReady"].message
     assert "waiting for network" in conds["HealthManagerPortsReady"].message
     assert conds["Ready"].status == c.FALSE and conds["Ready"].reason == "CloudUnreachable"
     assert "CloudReachable is False" in conds["Ready"].message

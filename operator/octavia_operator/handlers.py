@@ -111,6 +111,7 @@ def reconcile_by_name(namespace: str, name: str, logger: Any = log, why: str = "
     ``follow_children``: caused by a child only (a rollout, pods getting ready): the OpenStack steps'
     results of the last full reconcile are reused while valid, so the churn of the children costs no
     OpenStack request (a callable: asked once the lock is held, whether only children caused the run)."""
+    from .backends.kube import Replaced
     k = kube()
     with r.lock_for(namespace, name):
         if callable(follow_children):
@@ -131,8 +132,13 @@ def reconcile_by_name(namespace: str, name: str, logger: Any = log, why: str = "
         else:
             _memos[(namespace, name)] = fresh
         if outcome.status_patch:
-            k.merge_patch(f"{GROUP}/{VERSION}", "OctaviaDeployment", name, namespace,
-                          {"status": outcome.status_patch}, subresource="status")
+            try:
+                k.patch_status(f"{GROUP}/{VERSION}", "OctaviaDeployment", name, namespace, live["metadata"]["uid"],
+                               ctx.status, outcome.status_patch)
+            except Replaced:   # deleted (and maybe made again) while this reconcile ran
+                _memos.pop((namespace, name), None)
+                logger.info("not written: the resource was deleted while it was reconciled")
+                return None
         for etype, reason, message in outcome.events:
             try:
                 k.post_event(live, etype, reason, message)
@@ -321,6 +327,18 @@ def allow_background_reconciles(**_: Any) -> None:
     _stopping.clear()
 
 
+def _import_openstacksdk() -> None:
+    import openstack.config  # noqa: F401
+    import openstack.connection  # noqa: F401
+
+
+@kopf.on.startup()
+def preload_openstacksdk(**_: Any) -> None:
+    """Import the OpenStack SDK (0.6 s of CPU) beside the startup, not in the first reconcile's critical path;
+    a reconcile that needs it meanwhile waits on the import lock."""
+    threading.Thread(target=_import_openstacksdk, name="import-openstacksdk", daemon=True).start()
+
+
 @kopf.index("", "v1", "nodes")
 def nodes(name: Any, labels: Any, annotations: Any, **_: Any) -> dict[str, Any]:
     """What the operator needs of each node, kept by kopf from its watch: no LIST per event."""
@@ -374,11 +392,17 @@ CHILD_RESOURCES = [("apps", "v1", "deployments"), ("apps", "v1", "daemonsets"), 
 # Deployment's status, so the churn of pods never turns into reconciles (and OpenStack requests).
 
 
-def child_changed(event: Any, meta: Any, deployments: kopf.Index, **_: Any) -> None:
+# children whose events reconcile in full, not with the last OpenStack results: a Service's address
+# (spec.api.expose type LoadBalancer) decides the public endpoint in the Keystone catalog
+FULL_RECONCILE_CHILDREN = {"services"}
+
+
+def child_changed(event: Any, meta: Any, deployments: kopf.Index, resource: Any = None, **_: Any) -> None:
     owner = (meta.get("labels") or {}).get("app.kubernetes.io/instance")
     namespace = meta.get("namespace")
     if owner and (namespace, owner) in deployments:
-        schedule(namespace, owner, follow_children=True)
+        schedule(namespace, owner,
+                 follow_children=getattr(resource, "plural", None) not in FULL_RECONCILE_CHILDREN)
 
 
 for _group, _version, _plural in CHILD_RESOURCES:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -58,6 +59,19 @@ def test_a_node_event_in_the_burst_makes_it_a_full_run(runs):
     handlers.schedule("ns", "b", follow_children=True)   # the flag does not stick to later runs
     settle(out, 2)
     assert out == [False, True]
+
+
+def test_a_service_event_is_a_full_run_other_children_follow(runs):
+    """A Service's address (a LoadBalancer's) decides the catalog's public endpoint: the identity step must run
+    again, not be taken from the last OpenStack results."""
+    out, _, _ = runs
+    meta = {"namespace": "ns", "labels": {"app.kubernetes.io/instance": "d"}}
+    index = {("ns", "d"): [{}]}
+    handlers.child_changed({"type": "MODIFIED"}, meta, index, resource=SimpleNamespace(plural="daemonsets"))
+    settle(out, 1)
+    handlers.child_changed({"type": "MODIFIED"}, meta, index, resource=SimpleNamespace(plural="services"))
+    settle(out, 2)
+    assert out == [True, False]
 
 
 def test_events_while_a_run_waits_for_the_lock_are_served_by_it(runs):

@@ -52,6 +52,7 @@ RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
 }
 
 MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 FIELD_MANAGER = "octavia-operator"
 APPLIED_ANNOTATION = "octavia-operator.dev/applied"
@@ -65,6 +66,43 @@ class NotFound(Exception):
 
 class Conflict(Exception):
     pass
+
+
+class Replaced(Exception):
+    """The object was deleted, and maybe made again under the same name (another UID), since it was read."""
+
+
+def status_ops(uid: str, old_status: dict[str, Any] | None, patch: dict[str, Any]) -> list[dict[str, Any]]:
+    """A JSON patch doing what the merge patch ``patch`` of the status (computed against ``old_status``) does,
+    to the object with ``uid`` only: a first ``test`` of the UID makes the API server refuse it for an object
+    deleted and made again under the same name meanwhile (a merge patch of the status subresource ignores
+    metadata, so it cannot carry that condition). Each changed top-level status field is written whole."""
+    old = old_status or {}
+    ops: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/uid", "value": uid}]
+    if not old:
+        ops.append({"op": "add", "path": "/status", "value": {k: v for k, v in patch.items() if v is not None}})
+        return ops
+    for key, value in patch.items():
+        path = "/status/" + key.replace("~", "~0").replace("/", "~1")
+        if value is None:
+            if key in old:
+                ops.append({"op": "remove", "path": path})
+        else:
+            ops.append({"op": "add", "path": path, "value": _merged(old.get(key), value)})
+    return ops
+
+
+def _merged(old: Any, patch: Any) -> Any:
+    """``old`` with the JSON merge patch ``patch`` applied (RFC 7386)."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(old) if isinstance(old, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = _merged(out.get(k), v)
+    return out
 
 
 def _path(api_version: str, kind: str, namespace: str | None, name: str | None = None) -> str:
@@ -209,6 +247,23 @@ class Kube:
         self.writes.add("patch" + (f"/{subresource}" if subresource else ""), kind, name)
         path = _path(api_version, kind, namespace, name) + (f"/{subresource}" if subresource else "")
         return self._call("PATCH", path, body=patch, content_type=MERGE_PATCH)
+
+    def patch_status(self, api_version: str, kind: str, name: str, namespace: str | None, uid: str,
+                     old_status: dict[str, Any] | None, patch: dict[str, Any]) -> None:
+        """Write the merge patch ``patch`` of the status, computed against ``old_status``, to the object
+        with ``uid`` (see :func:`status_ops`); :class:`Replaced` when that object is gone."""
+        self.writes.add("patch/status", kind, name)
+        path = _path(api_version, kind, namespace, name) + "/status"
+        try:
+            self._call("PATCH", path, body=status_ops(uid, old_status, patch), content_type=JSON_PATCH)
+        except NotFound:
+            raise Replaced(path) from None
+        except ApiException as exc:
+            if exc.status == 422:   # the test of the UID failed, or another refusal: which, the object says
+                live = self.get(api_version, kind, name, namespace)
+                if live is None or live["metadata"].get("uid") != uid:
+                    raise Replaced(path) from None
+            raise
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         self.writes.add("delete", kind, name)

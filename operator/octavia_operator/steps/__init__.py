@@ -16,13 +16,17 @@ STEPS: list[Step] = [
     Step("cloud", "CloudReachable", step_cloud, depends=("spec",), cloud=True),
     Step("expose", "APIExposed", expose.step_expose, depends=("spec",)),
     # after expose: the public catalog endpoint follows the exposure
-    Step("identity", "IdentityReady", cloud.step_identity, depends=("cloud",), after=("expose",), cloud=True),
-    Step("image", "AmphoraImageReady", cloud.step_image, depends=("identity",), cloud=True),
-    Step("flavor", "AmphoraFlavorReady", cloud.step_flavor, depends=("identity",), cloud=True),
+    # the project first (every input of the identity checked before it is made): what needs only the project
+    # runs while the user, roles, service and endpoints are made. After expose: the identity's desired state
+    # (computed once, by the first step that asks) has the public endpoint the exposure gives
+    Step("project", "ServiceProjectReady", cloud.step_project, depends=("cloud",), after=("expose",), cloud=True),
+    Step("identity", "IdentityReady", cloud.step_identity, depends=("project",), cloud=True),
+    Step("image", "AmphoraImageReady", cloud.step_image, depends=("project",), cloud=True),
+    Step("flavor", "AmphoraFlavorReady", cloud.step_flavor, depends=("project",), cloud=True),
     Step("keypair", "SSHKeypairReady", cloud.step_keypair, depends=("identity",), cloud=True),
-    Step("network", "ManagementNetworkReady", cloud.step_network, depends=("identity",), cloud=True),
+    Step("network", "ManagementNetworkReady", cloud.step_network, depends=("project",), cloud=True),
     Step("ports", "HealthManagerPortsReady", cloud.step_ports, depends=("network",), cloud=True),
-    Step("quotas", "QuotasReady", cloud.step_quotas, depends=("identity",), cloud=True),
+    Step("quotas", "QuotasReady", cloud.step_quotas, depends=("project",), cloud=True),
     Step("certificates", "CertificatesReady", workloads.step_certificates, depends=("spec",)),
     Step("database", "DatabaseReady", workloads.step_database, depends=("spec",)),
     Step("messaging", "MessagingReady", workloads.step_messaging, depends=("spec",)),

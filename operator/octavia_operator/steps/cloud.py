@@ -100,13 +100,28 @@ def service_password(ctx: Context) -> str:
 # steps
 # ----------------------------------------------------------------------------------------
 
-def step_identity(ctx: Context) -> Result:
+def step_project(ctx: Context) -> Result:
+    """The service project, once every input of the identity is checked: what needs only the project (network,
+    image, flavor, quotas) starts while the user, roles, service and endpoints are being made."""
     from ..backends.openstack import identity
     d = desired(ctx).identity
     password = service_password(ctx)   # first: the service-user Secret records the owner ID
-    res = identity.ensure_identity(conn(ctx), d, secrets.owner_id(ctx), password)
+    res = identity.ensure_service_project(conn(ctx), d, secrets.owner_id(ctx), password)
+    ctx.out.project = res
+    record(ctx, serviceProjectId=res.project_id)
+    announce(ctx, f"project {d.project}", res.created, [])
+    user = f"user {d.user} found" if res.user is not None else f"user {d.user} to be created"
+    return Result.ok("Ready", f"project {d.project} ({res.project_id}) in domain {d.project_domain}"
+                              + (", adopted" if res.adopted else "") + f"; {user}; roles {', '.join(d.roles)} exist")
+
+
+def step_identity(ctx: Context) -> Result:
+    from ..backends.openstack import identity
+    d = desired(ctx).identity
+    password = service_password(ctx)
+    res = identity.ensure_identity(conn(ctx), d, secrets.owner_id(ctx), password, ctx.out.project)
     ctx.out.identity = res
-    record(ctx, serviceUserId=res.user_id, serviceProjectId=res.project_id, serviceId=res.service_id,
+    record(ctx, serviceUserId=res.user_id, serviceId=res.service_id,
            endpointIds=dict(sorted(res.endpoint_ids.items())))
     announce(ctx, "identity", res.created, res.changes)
     adopted = f"; adopted: {', '.join(res.adopted)}" if res.adopted else ""
@@ -123,7 +138,7 @@ def step_identity(ctx: Context) -> Result:
 def step_image(ctx: Context) -> Result:
     from ..backends.openstack import image
     d = desired(ctx).image
-    project_id = ctx.out.identity.project_id
+    project_id = ctx.out.project.project_id
     res = image.ensure_image(conn(ctx), d, secrets.owner_id(ctx), project_id)
     ctx.out.image = res
     record(ctx, imageId=res.image_id, imageOwnerId=res.owner_id)
@@ -141,7 +156,7 @@ def step_image(ctx: Context) -> Result:
 def step_flavor(ctx: Context) -> Result:
     from ..backends.openstack import compute
     d = desired(ctx).flavor
-    project_id = ctx.out.identity.project_id
+    project_id = ctx.out.project.project_id
     res = compute.ensure_flavor(conn(ctx), d, secrets.owner_id(ctx), project_id)
     record(ctx, flavorId=res.id)
     announce(ctx, f"flavor {res.id}", res.created, res.changes, res.extra.get("warnings", []))
@@ -189,7 +204,7 @@ def step_network(ctx: Context) -> Result:
     spec = ctx.spec
     assert spec is not None
     d = desired(ctx).network
-    project_id = ctx.out.identity.project_id
+    project_id = ctx.out.project.project_id
     res = network.ensure_management_network(conn(ctx), d, secrets.owner_id(ctx), project_id=project_id)
     ctx.out.network = res
     record(ctx, networkId=res.network.id, subnetId=res.subnet.id, networkMTU=res.mtu,
@@ -223,7 +238,7 @@ def step_ports(ctx: Context) -> Result:
     selected = cb.select_nodes(nodes, spec.healthManager.nodeSelector)
     want = cb.ports(selected, spec.healthManager.hostIdAnnotation)
     net = ctx.out.network
-    res = network.ensure_ports(conn(ctx), want, secrets.owner_id(ctx), project_id=ctx.out.identity.project_id,
+    res = network.ensure_ports(conn(ctx), want, secrets.owner_id(ctx), project_id=ctx.out.project.project_id,
                                network_id=net.network.id, subnet_id=net.subnet.id,
                                security_group_id=net.health_manager_sg.id)
     ctx.out.ports = res
@@ -250,7 +265,7 @@ def step_quotas(ctx: Context) -> Result:
     q = desired(ctx).quotas
     if not q:
         return Result.ok("NotRequested", "spec.quotas is not set: quotas are left as they are")
-    res = quotas.ensure_quotas(conn(ctx), ctx.out.identity.project_id, q)
+    res = quotas.ensure_quotas(conn(ctx), ctx.out.project.project_id, q)
     announce(ctx, "quotas", False, res.changes)
     return Result.ok("Ready", "quotas of the service project: " + ", ".join(f"{k}={v}" for k, v in sorted(q.items())))
 

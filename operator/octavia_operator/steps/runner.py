@@ -22,7 +22,7 @@ from ..errors import StepError
 from ..spec import OctaviaDeploymentSpec
 
 if TYPE_CHECKING:  # annotations only: the runner does no I/O of its own
-    from ..backends.openstack.identity import IdentityResult
+    from ..backends.openstack.identity import IdentityResult, ServiceProject
     from ..builders.cloud import CloudDesired
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ class Handoff:
     cloud: Any = None                         # the openstacksdk Connection (step "cloud")
     cloud_info: dict[str, Any] | None = None  # who we are on the cloud: user, project, region
     desired: "CloudDesired | None" = None     # the OpenStack resources the spec asks for
+    project: "ServiceProject | None" = None   # the service project and the identity's checked inputs (step "project")
     identity: "IdentityResult | None" = None  # user, project, service, endpoints (step "identity")
     image: Any = None                         # the amphora image (step "image")
     network: Any = None                       # network, subnet, security groups (step "network")
@@ -102,6 +103,7 @@ class Context:
     results: dict[str, Result] = field(default_factory=dict)   # every step's, once run_steps is done
     # steps run on several threads: merge_status is how two of them add keys to one status map, once() how
     # they share one read
+    started: float = field(default_factory=time.monotonic, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _once: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -182,7 +184,10 @@ def _run_one(ctx: Context, step: Step) -> Result:
         log.exception("step %s failed", step.name)
         res = Result(c.FALSE, "InternalError", f"{type(exc).__name__}: {exc}")
         ctx.out.transient.append(step.name)
-    metrics.step_done(ctx.namespace, ctx.name, step.name, res.status, res.reason, time.monotonic() - started)
+    ended = time.monotonic()
+    metrics.step_done(ctx.namespace, ctx.name, step.name, res.status, res.reason, ended - started)
+    log.debug("step %s: %s %s, %.3f-%.3f s into the reconcile", step.name, res.status, res.reason,
+              started - ctx.started, ended - ctx.started)
     return res
 
 
@@ -234,7 +239,7 @@ def run_steps(ctx: Context, steps: list[Step] | None = None, parallel: int | Non
 # ----------------------------------------------------------------------------------
 
 # what the OpenStack steps hand to the others
-CLOUD_HANDOFF = ("cloud", "cloud_info", "desired", "identity", "image", "network", "ports", "service_password")
+CLOUD_HANDOFF = ("cloud", "cloud_info", "desired", "project", "identity", "image", "network", "ports", "service_password")
 
 
 @dataclass(frozen=True)

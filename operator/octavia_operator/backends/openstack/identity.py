@@ -5,6 +5,8 @@ Narrow interface (an admin openstacksdk ``Connection``, the pure :class:`Identit
 OctaviaDeployment UID):
 
 - :func:`ensure_identity` makes Keystone match the desired state and says what it did;
+  :func:`ensure_service_project` is its first part on its own (every input checked, then the project), so
+  that what needs only the project can start before the rest is done;
 - :func:`password_works` tells whether the service user's password is the operator's one;
 - :func:`delete_owned_identity` deletes what this deployment created, and nothing else.
 
@@ -203,9 +205,73 @@ def password_works(conn: Any, d: IdentityDesired, password: str) -> bool:
 # ensure
 # ---------------------------------------------------------------------------------------------
 
-def ensure_identity(conn: Any, d: IdentityDesired, uid: str, password: str) -> IdentityResult:
+@dataclass
+class ServiceProject:
+    """What :func:`ensure_service_project` checked and found: the inputs of the rest of the identity (a
+    bad domain, role or foreign marker has raised before any write) and the service project."""
+
+    project_id: str
+    user_domain_id: str
+    user: Any | None                 # the service user as found; None: to be created
+    password_ok: bool                # the user (if found) authenticates with the operator's password
+    roles: dict[str, Any]            # the global roles of d.roles + d.lb_roles that exist, by name
+    role_ids: dict[str, str]         # d.roles -> ID (every one exists)
+    created: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
+
+
+def ensure_service_project(conn: Any, d: IdentityDesired, uid: str, password: str) -> ServiceProject:
+    """The first part of :func:`ensure_identity`, on its own so that what needs only the project (network,
+    image, flavor, quotas) starts before the user, roles, service and endpoints are done: every input is
+    read and checked (domains, project, user, the user's password, roles) before the one write it may
+    make, the creation of project ``d.project`` with the marker."""
+    created: list[str] = []
+    adopted: list[str] = []
+    project_dom, user_dom = _domain_ids(conn, d)
+    project, _ = _find_project(conn, d, project_dom)
+    user, _ = _find_user(conn, d, user_dom)
+    for obj, kind in ((project, "project"), (user, "user")):
+        if obj is not None:
+            check_not_foreign(obj, uid, kind)
+    # an existing user this operator did not create runs something already (the seed's Octavia): its
+    # password is reset only when the spec allows it, never by surprise
+    password_ok = True
+    if user is not None:
+        password_ok = password_works(conn, d, password)
+        if not password_ok and not owned_by(user, uid) and not d.reset_password:
+            raise StepError(
+                "ServiceUserPasswordUnknown",
+                f"the service user {d.user!r} exists ({user.id}), this operator did not create it, and the "
+                "password it has does not work. Put the user's password in a Secret and name it in "
+                "identity.passwordSecret (a disabled user fails this check too), or set identity.resetPassword: true (whatever uses the old "
+                "password, such as an Octavia running today, then fails)")
+    roles = _global_roles(conn, [*d.roles, *d.lb_roles])
+    role_ids: dict[str, str] = {}
+    for name in d.roles:
+        role = roles.get(name)
+        if role is None:
+            raise StepError("RoleNotFound", f"the role {name!r} (identity.roles) does not exist in Keystone; "
+                                            "create it or remove it from the spec")
+        role_ids[name] = role.id
+
+    if project is None:
+        project = call(f"creating project {d.project!r}", conn.identity.create_project, name=d.project,
+                       domain_id=project_dom, description=with_marker(PROJECT_DESCRIPTION, uid),
+                       is_enabled=True)
+        created.append(f"project {d.project}")
+        log.info("created project %s (%s)", d.project, project.id)
+    elif not owned_by(project, uid):
+        adopted.append(f"project {d.project}")
+    return ServiceProject(project_id=project.id, user_domain_id=user_dom, user=user, password_ok=password_ok,
+                          roles=roles, role_ids=role_ids, created=created, adopted=adopted)
+
+
+def ensure_identity(conn: Any, d: IdentityDesired, uid: str, password: str,
+                    found: ServiceProject | None = None) -> IdentityResult:
     """Make Keystone hold the service project, user, grants, load-balancer roles, service and endpoints.
 
+    ``found``: what :func:`ensure_service_project` returned in this reconcile (the project part is then
+    done, and its created/adopted are not repeated here); None: it is called first.
     Guarantees, on return:
     - project ``d.project`` exists in ``d.project_domain`` (adopted if it existed, else created with
       the marker);
@@ -235,43 +301,13 @@ def ensure_identity(conn: Any, d: IdentityDesired, uid: str, password: str) -> I
         if not owned_by(obj, uid):
             res_adopted.append(label)
 
-    # -- inputs first (reads only): a bad domain, role or foreign marker writes nothing -------
-    project_dom, user_dom = _domain_ids(conn, d)
-    project, _ = _find_project(conn, d, project_dom)
-    user, _ = _find_user(conn, d, user_dom)
-    for obj, kind in ((project, "project"), (user, "user")):
-        if obj is not None:
-            check_not_foreign(obj, uid, kind)
-    # an existing user this operator did not create runs something already (the seed's Octavia): its
-    # password is reset only when the spec allows it, never by surprise
-    password_ok = True
-    if user is not None:
-        password_ok = password_works(conn, d, password)
-        if not password_ok and not owned_by(user, uid) and not d.reset_password:
-            raise StepError(
-                "ServiceUserPasswordUnknown",
-                f"the service user {d.user!r} exists ({user.id}), this operator did not create it, and the "
-                "password it has does not work. Put the user's password in a Secret and name it in "
-                "identity.passwordSecret (a disabled user fails this check too), or set identity.resetPassword: true (whatever uses the old "
-                "password, such as an Octavia running today, then fails)")
-    roles = _global_roles(conn, [*d.roles, *d.lb_roles])
-    role_ids: dict[str, str] = {}
-    for name in d.roles:
-        role = roles.get(name)
-        if role is None:
-            raise StepError("RoleNotFound", f"the role {name!r} (identity.roles) does not exist in Keystone; "
-                                            "create it or remove it from the spec")
-        role_ids[name] = role.id
-
-    # -- project ------------------------------------------------------------------------------
-    if project is None:
-        project = call(f"creating project {d.project!r}", conn.identity.create_project, name=d.project,
-                       domain_id=project_dom, description=with_marker(PROJECT_DESCRIPTION, uid),
-                       is_enabled=True)
-        res_created.append(f"project {d.project}")
-        log.info("created project %s (%s)", d.project, project.id)
-    else:
-        note(project, f"project {d.project}")
+    if found is None:
+        found = ensure_service_project(conn, d, uid, password)
+        res_created += found.created
+        res_adopted += found.adopted
+    project = SimpleNamespace(id=found.project_id)
+    user, user_dom, password_ok, roles, role_ids = (found.user, found.user_domain_id, found.password_ok,
+                                                    found.roles, found.role_ids)
 
     # -- user ---------------------------------------------------------------------------------
     if user is None:

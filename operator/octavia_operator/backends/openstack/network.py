@@ -27,6 +27,7 @@ Errors: every SDK call goes through :func:`common.call`, so failures surface as 
 from __future__ import annotations
 
 import ipaddress
+import threading
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
@@ -138,17 +139,23 @@ def _list(what: str, fn: Callable[..., Iterable[Any]], **query: Any) -> list[Any
 _ext_cache: "weakref.WeakKeyDictionary[Any, frozenset[str]]" = weakref.WeakKeyDictionary()
 
 
+_ext_lock = threading.Lock()
+
+
 def _extensions(conn: Any) -> frozenset[str]:
-    try:
-        return _ext_cache[conn]
-    except (KeyError, TypeError):
-        pass
-    aliases = frozenset(e.alias for e in _list("listing Neutron extensions", conn.network.extensions))
-    try:
-        _ext_cache[conn] = aliases
-    except TypeError:
-        pass
-    return aliases
+    """Neutron's extension aliases, listed once per connection (the network and both security groups are
+    made at the same time: one of them lists, the others wait for it)."""
+    with _ext_lock:
+        try:
+            return _ext_cache[conn]
+        except (KeyError, TypeError):
+            pass
+        aliases = frozenset(e.alias for e in _list("listing Neutron extensions", conn.network.extensions))
+        try:
+            _ext_cache[conn] = aliases
+        except TypeError:
+            pass
+        return aliases
 
 
 def _tags_at_creation(conn: Any, kind: str) -> bool:
@@ -230,22 +237,25 @@ def _classify(exc: BaseException, what: str) -> StepError:
 # subnet
 
 def ensure_subnet(conn: Any, desired: NetworkDesired, uid: str, *, network_id: str, network_adopted: bool,
-                  project_id: str) -> Ensured:
+                  project_id: str, network_created: bool = False) -> Ensured:
     """Make sure the management subnet exists in ``network_id`` with the desired shape.
 
     Lookup: the subnet named ``desired.subnet_name`` in the network; for an adopted network
     without such a subnet, its single subnet of ``desired.ip_version`` (several -> ``Ambiguous``).
     Created with ``cidr``, ``allocation_pools=[pool]``, no gateway, DHCP on (and for IPv6
     ``ipv6_address_mode=dhcpv6-stateful``, no RA mode; see :data:`IPV6_ADDRESS_MODE`).
+    A network created in this run (``network_created``) has no subnet yet: no lookup.
     A found subnet with another CIDR -> ``StepError("SubnetMismatch")``.
     Drift (allocation pool, gateway, DHCP): repaired on an owned subnet (listed in ``changes``);
     on an adopted subnet left alone and reported in ``extra["warnings"]``.
     ``extra``: ``label``, ``cidr``, ``gateway_ip``, ``allocation_pools``, ``prefix_length``, ``warnings``.
     """
     want_cidr = ipaddress.ip_network(desired.cidr, strict=False)
-    found = _list(f"looking up subnet {desired.subnet_name!r}", conn.network.subnets,
-                  network_id=network_id, name=desired.subnet_name)
-    sn = pick_one(found, f"subnet named {desired.subnet_name!r} in network {network_id}")
+    sn = None
+    if not network_created:
+        found = _list(f"looking up subnet {desired.subnet_name!r}", conn.network.subnets,
+                      network_id=network_id, name=desired.subnet_name)
+        sn = pick_one(found, f"subnet named {desired.subnet_name!r} in network {network_id}")
     if sn is None and network_adopted:
         found = _list(f"looking up the IPv{desired.ip_version} subnets of network {network_id}",
                       conn.network.subnets, network_id=network_id, ip_version=desired.ip_version)
@@ -423,7 +433,7 @@ def ensure_management_network(conn: Any, desired: NetworkDesired, uid: str, *, p
         try:
             net = ensure_network(conn, desired, uid, project_id=project_id)
             sn = ensure_subnet(conn, desired, uid, network_id=net.id, network_adopted=net.adopted,
-                               project_id=project_id)
+                               project_id=project_id, network_created=net.created)
         finally:
             concurrent.futures.wait(groups)
         amp, hm = (f.result() for f in groups)
