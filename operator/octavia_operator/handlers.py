@@ -84,19 +84,6 @@ def _context(body: Any, meta: Any, spec: Any, status: Any) -> r.Context:
         kube=kube(), cloud_factory=cloud_from_secret)
 
 
-def apply_merge_patch(doc: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """``doc`` with a JSON merge patch applied (RFC 7386), as the API server applies the status patch."""
-    out = dict(doc)
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        elif isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = apply_merge_patch(out[k], v)
-        else:
-            out[k] = v
-    return out
-
-
 # per resource: what the OpenStack steps of its last full reconcile found (steps.runner.CloudMemo)
 _memos: dict[tuple[str, str], r.CloudMemo] = {}
 
@@ -111,7 +98,7 @@ def reconcile_by_name(namespace: str, name: str, logger: Any = log, why: str = "
     ``follow_children``: caused by a child only (a rollout, pods getting ready): the OpenStack steps'
     results of the last full reconcile are reused while valid, so the churn of the children costs no
     OpenStack request (a callable: asked once the lock is held, whether only children caused the run)."""
-    from .backends.kube import Replaced
+    from .backends.kube import Replaced, apply_merge_patch
     k = kube()
     with r.lock_for(namespace, name):
         if callable(follow_children):

@@ -80,7 +80,7 @@ def status_ops(uid: str, old_status: dict[str, Any] | None, patch: dict[str, Any
     old = old_status or {}
     ops: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/uid", "value": uid}]
     if not old:
-        ops.append({"op": "add", "path": "/status", "value": {k: v for k, v in patch.items() if v is not None}})
+        ops.append({"op": "add", "path": "/status", "value": apply_merge_patch({}, patch)})
         return ops
     for key, value in patch.items():
         path = "/status/" + key.replace("~", "~0").replace("/", "~1")
@@ -88,20 +88,20 @@ def status_ops(uid: str, old_status: dict[str, Any] | None, patch: dict[str, Any
             if key in old:
                 ops.append({"op": "remove", "path": path})
         else:
-            ops.append({"op": "add", "path": path, "value": _merged(old.get(key), value)})
+            ops.append({"op": "add", "path": path, "value": apply_merge_patch(old.get(key), value)})
     return ops
 
 
-def _merged(old: Any, patch: Any) -> Any:
-    """``old`` with the JSON merge patch ``patch`` applied (RFC 7386)."""
+def apply_merge_patch(doc: Any, patch: Any) -> Any:
+    """``doc`` with the JSON merge patch ``patch`` applied (RFC 7386), as the API server applies it."""
     if not isinstance(patch, dict):
         return patch
-    out = dict(old) if isinstance(old, dict) else {}
+    out = dict(doc) if isinstance(doc, dict) else {}
     for k, v in patch.items():
         if v is None:
             out.pop(k, None)
         else:
-            out[k] = _merged(out.get(k), v)
+            out[k] = apply_merge_patch(out.get(k), v)
     return out
 
 
