@@ -164,8 +164,9 @@ class Outcome:
     events: list[tuple[str, str, str]]
 
 
-# Steps whose dependencies are met run at the same time (image, flavor, key pair, network and quotas after
-# identity; certificates and the embedded servers from the start), each on its own thread: most of a step is
+# Steps whose dependencies are met run at the same time (identity, image, flavor, network and quotas once the
+# service project exists, the key pair once the user does; certificates and the embedded servers from the
+# start), each on its own thread: most of a step is
 # waiting for an API. Steps share the Context; what they write to it is one Handoff field each, and the status
 # maps two steps add to go through Context.merge_status.
 PARALLEL_STEPS = int(os.environ.get("OCTAVIA_OPERATOR_PARALLEL_STEPS", "6"))
