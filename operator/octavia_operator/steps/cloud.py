@@ -111,8 +111,9 @@ def step_project(ctx: Context) -> Result:
     record(ctx, serviceProjectId=res.project_id)
     announce(ctx, f"project {d.project}", res.created, [])
     user = f"user {d.user} found" if res.user is not None else f"user {d.user} to be created"
+    roles = f"; roles {', '.join(d.roles)} exist" if d.roles else ""
     return Result.ok("Ready", f"project {d.project} ({res.project_id}) in domain {d.project_domain}"
-                              + (", adopted" if res.adopted else "") + f"; {user}; roles {', '.join(d.roles)} exist")
+                              + (", adopted" if res.adopted else "") + f"; {user}{roles}")
 
 
 def step_identity(ctx: Context) -> Result:
