@@ -305,13 +305,13 @@ def ensure_identity(conn: Any, d: IdentityDesired, uid: str, password: str,
         found = ensure_service_project(conn, d, uid, password)
         res_created += found.created
         res_adopted += found.adopted
-    project = SimpleNamespace(id=found.project_id)
+    project_id = found.project_id
     user, user_dom, password_ok, roles, role_ids = (found.user, found.user_domain_id, found.password_ok,
                                                     found.roles, found.role_ids)
 
     # -- user ---------------------------------------------------------------------------------
     if user is None:
-        body = {"user": {"name": d.user, "domain_id": user_dom, "default_project_id": project.id,
+        body = {"user": {"name": d.user, "domain_id": user_dom, "default_project_id": project_id,
                          "enabled": True, "description": with_marker(USER_DESCRIPTION, uid),
                          "password": password}}
         user_id = _raw(conn, f"creating user {d.user!r}", "POST", "/users", body)["user"]["id"]
@@ -323,9 +323,9 @@ def ensure_identity(conn: Any, d: IdentityDesired, uid: str, password: str,
         if user.is_enabled is False:
             _raw(conn, f"enabling user {d.user!r}", "PATCH", f"/users/{user_id}", {"user": {"enabled": True}})
             changes.append(f"user {d.user} was disabled: enabled it")
-        if owned_by(user, uid) and user.default_project_id != project.id:
+        if owned_by(user, uid) and user.default_project_id != project_id:
             _raw(conn, f"setting the default project of user {d.user!r}", "PATCH", f"/users/{user_id}",
-                 {"user": {"default_project_id": project.id}})
+                 {"user": {"default_project_id": project_id}})
             changes.append(f"default project of user {d.user} set to {d.project}")
         if not password_ok:
             _raw(conn, f"resetting the password of user {d.user!r}", "PATCH", f"/users/{user_id}",
@@ -341,11 +341,11 @@ def ensure_identity(conn: Any, d: IdentityDesired, uid: str, password: str,
     if role_ids:
         have = {(a.role or {}).get("id") for a in call(
             f"listing the roles of user {d.user!r} on project {d.project!r}",
-            lambda: list(conn.identity.role_assignments(user_id=user_id, scope_project_id=project.id)))}
+            lambda: list(conn.identity.role_assignments(user_id=user_id, scope_project_id=project_id)))}
         for name, rid in role_ids.items():
             if rid not in have:
                 _raw(conn, f"granting role {name!r} to user {d.user!r}", "PUT",
-                     f"/projects/{project.id}/users/{user_id}/roles/{rid}")
+                     f"/projects/{project_id}/users/{user_id}/roles/{rid}")
                 changes.append(f"role {name} granted to user {d.user} on project {d.project}")
 
     # -- load-balancer roles ------------------------------------------------------------------
@@ -418,7 +418,7 @@ def ensure_identity(conn: Any, d: IdentityDesired, uid: str, password: str,
                 changes.append(f"{itf} endpoint ({d.region}) was disabled: enabled it")
         endpoint_ids[itf] = ep.id
 
-    return IdentityResult(project_id=project.id, user_id=user_id, service_id=service.id, endpoint_ids=endpoint_ids,
+    return IdentityResult(project_id=project_id, user_id=user_id, service_id=service.id, endpoint_ids=endpoint_ids,
                           role_ids=role_ids, lb_role_ids=lb_role_ids, created=res_created, adopted=res_adopted,
                           changes=changes, kept=kept)
 
